@@ -1,0 +1,13 @@
+"""Exceptions the project raises for input it cannot use."""
+
+from __future__ import annotations
+
+__all__ = ["CTReadError", "CTWriteError"]
+
+
+class CTReadError(ValueError):
+    """A source cannot be read as a CT volume; the message says which file and why."""
+
+
+class CTWriteError(ValueError):
+    """A result cannot be written where asked (for example it would overwrite a source file)."""

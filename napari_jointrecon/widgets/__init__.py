@@ -1,0 +1,1 @@
+"""Dock widgets: thin forms over the public API."""

@@ -1,0 +1,140 @@
+"""Load CT dock widget: pick a file or folder, choose a series, load it; apply window presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+
+from ..errors import CTReadError
+from ..io import load_ct, scan_series
+from ..volume import CTVolume, SeriesInfo
+from ..windows import WINDOW_PRESETS, window_limits
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["LoadWidget", "apply_window"]
+
+
+def apply_window(layer, preset: str) -> None:
+    """Set a layer's contrast limits to a CT window preset (and remember it in its metadata)."""
+    layer.contrast_limits = window_limits(preset)
+    layer.metadata["window"] = preset
+
+
+class LoadWidget(Container):
+    """Open DICOM folders/files, NIfTI, MetaImage, NRRD or NumPy; list series; set the window."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=False)
+        self._viewer = napari_viewer
+        self._series: list[SeriesInfo] = []
+        self._worker = None
+        self.file_edit = FileEdit(label="File", mode="r", nullable=True)
+        self.folder_edit = FileEdit(label="DICOM folder", mode="d", nullable=True)
+        self.scan_button = PushButton(text="Scan")
+        self.series_box = ComboBox(label="Series", choices=[])
+        self.load_button = PushButton(text="Load")
+        self.window_box = ComboBox(label="Window", choices=list(WINDOW_PRESETS), value="soft_tissue")
+        self.status = Label(value="Choose a file or a DICOM folder.")
+        self.extend([
+            Container(widgets=[self.file_edit, self.folder_edit], labels=True),
+            self.scan_button,
+            Container(widgets=[self.series_box], labels=True),
+            self.load_button,
+            Container(widgets=[self.window_box], labels=True),
+            self.status,
+        ])
+        self.file_edit.changed.connect(lambda: self._path_changed(self.file_edit))
+        self.folder_edit.changed.connect(lambda: self._path_changed(self.folder_edit))
+        self.scan_button.changed.connect(self.scan)
+        self.load_button.changed.connect(self.load)
+        self.window_box.changed.connect(self._window_changed)
+
+    # state ------------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        for edit in (self.folder_edit, self.file_edit):
+            value = edit.value
+            if value is not None and str(value) not in ("", "."):
+                return Path(value)
+        return None
+
+    def _path_changed(self, edit: FileEdit) -> None:
+        other = self.folder_edit if edit is self.file_edit else self.file_edit
+        if edit.value is not None and str(edit.value) not in ("", "."):
+            with other.changed.blocked():
+                other.value = None
+        self._series = []
+        self.series_box.choices = []
+
+    def _say(self, text: str) -> None:
+        self.status.value = text
+        self.status.tooltip = text
+
+    # actions ----------------------------------------------------------------------------------
+    def scan(self) -> list[SeriesInfo]:
+        """List the series of the chosen source (largest first)."""
+        path = self.path
+        if path is None:
+            self._say("Choose a file or a DICOM folder first.")
+            return []
+        try:
+            self._series = scan_series(path)
+        except CTReadError as exc:
+            self._series = []
+            self.series_box.choices = []
+            self._say(str(exc))
+            return []
+        self.series_box.choices = [(s.label(), s.key) for s in self._series]
+        self._say(f"{len(self._series)} series found.")
+        return self._series
+
+    def load(self):
+        """Load the chosen series in a worker thread and add it as a layer."""
+        from napari.qt.threading import create_worker
+
+        path = self.path
+        if path is None:
+            self._say("Choose a file or a DICOM folder first.")
+            return None
+        if self._worker is not None:
+            self._say("A volume is already loading.")
+            return None
+        series = self.series_box.value if self._series and len(self._series) > 1 else None
+        self.load_button.enabled = False
+        self._say(f"Loading {path.name} ...")
+        worker = create_worker(load_ct, path, series=series or None)
+        worker.returned.connect(self._add_volume)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._done)
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _add_volume(self, volume: CTVolume) -> None:
+        kwargs = volume.layer_kwargs(window=self.window_box.value)
+        self._viewer.add_image(volume.hu, **kwargs)
+        text = f"Loaded {volume.shape[0]} x {volume.shape[1]} x {volume.shape[2]}"
+        if volume.notes:
+            text += ". " + " ".join(volume.notes[-3:])
+        self._say(text)
+
+    def _failed(self, exc: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        self._say(str(exc))
+        show_error(str(exc))
+
+    def _done(self) -> None:
+        self._worker = None
+        self.load_button.enabled = True
+
+    def _window_changed(self, preset: str) -> None:
+        layers = [layer for layer in self._viewer.layers.selection if layer._type_string == "image"]
+        for layer in layers or [l for l in self._viewer.layers if l._type_string == "image"][-1:]:
+            if getattr(layer, "rgb", False):
+                continue
+            apply_window(layer, preset)
