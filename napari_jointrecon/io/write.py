@@ -35,11 +35,16 @@ def _check_target(target: Path, volume: CTVolume, *, overwrite: bool, folder: bo
     sources = _resolved_sources(volume)
     if target in sources:
         raise CTWriteError(f"{target}: refusing to overwrite a source file of this volume")
-    if folder and any(target == s.parent or target in s.parents for s in sources):
-        raise CTWriteError(
-            f"{target}: refusing to write into a folder that holds the volume's source files; "
-            "choose a new folder"
-        )
+    # A DICOM source folder is one series: nothing is written into it or below it, and a folder
+    # target may not contain the sources either (overwrite would remove them).
+    inside = target if folder else target.parent
+    for src in sources:
+        within = inside == src.parent or src.parent in inside.parents
+        if (within and (folder or volume.source_format == "dicom")) or (folder and inside in src.parents):
+            raise CTWriteError(
+                f"{target}: refusing to write into a folder that holds the volume's source files; "
+                "choose another folder"
+            )
     if target.exists():
         if folder and target.is_dir() and not any(target.iterdir()):
             return
@@ -73,11 +78,11 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     import SimpleITK as sitk
 
     path = Path(path)
+    _check_target(path, volume, overwrite=overwrite, folder=False)
     suffix = next((s for s in sorted(ITK_SUFFIXES, key=len, reverse=True)
                    if path.name.lower().endswith(s)), None)
     if suffix is None:
         raise CTWriteError(f"{path}: unsupported suffix; use one of {', '.join(ITK_SUFFIXES)}")
-    _check_target(path, volume, overwrite=overwrite, folder=False)
     image = sitk.GetImageFromArray(_storage_array(volume.hu))
     image.SetSpacing(tuple(float(s) for s in volume.spacing[::-1]))
     image.SetOrigin(tuple(float(o) for o in volume.origin[::-1]))

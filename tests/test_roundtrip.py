@@ -1,0 +1,136 @@
+"""Write-then-read round trips, and writers that refuse to touch the sources."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pydicom
+import pytest
+
+import napari_jointrecon as nj
+from napari_jointrecon.phantom import make_thorax_phantom
+
+
+@pytest.fixture(scope="module")
+def chest_part(shared_data):
+    files = sorted((shared_data / "chest-ct-dicom").glob("*.dcm"))[60:72]
+    return nj.load_ct(files)
+
+
+def _same_geometry(a, b, atol=1e-4):
+    assert a.shape == b.shape
+    assert np.allclose(a.spacing, b.spacing, atol=atol)
+    assert np.allclose(a.origin, b.origin, atol=atol)
+    assert np.allclose(a.direction, b.direction, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha", ".nrrd"])
+def test_image_roundtrip_keeps_hu_and_geometry_exactly(chest_part, tmp_path, suffix):
+    out = nj.io.write.write_image(chest_part, tmp_path / f"ct{suffix}")
+    back = nj.load_ct(out)
+    _same_geometry(back, chest_part)
+    assert np.array_equal(back.hu, chest_part.hu)
+
+
+def test_float_hu_roundtrip_in_nifti(tmp_path):
+    v = make_thorax_phantom(4.0, z_extent_mm=40)
+    assert not np.all(np.mod(v.hu, 1) == 0)
+    back = nj.load_ct(nj.write_nifti(v, tmp_path / "p.nii.gz"))
+    assert np.array_equal(back.hu, v.hu)
+    _same_geometry(back, v)
+
+
+def test_oblique_nifti_roundtrip(shared_data, tmp_path):
+    src = nj.load_ct(shared_data / "torso-ct-nifti" / "example_ct.nii.gz")
+    back = nj.load_ct(nj.write_nifti(src, tmp_path / "t.nii.gz"))
+    _same_geometry(back, src)
+    assert np.array_equal(back.hu, src.hu)
+
+
+def test_dicom_series_roundtrip_keeps_hu_geometry_and_tags(chest_part, tmp_path):
+    files = nj.write_dicom_series(chest_part, tmp_path / "derived", model="unet", dose=0.25)
+    assert len(files) == chest_part.shape[0]
+    back = nj.load_ct(tmp_path / "derived")
+    _same_geometry(back, chest_part, atol=1e-5)
+    assert np.array_equal(back.hu, chest_part.hu)
+    ds = pydicom.dcmread(files[0])
+    src = pydicom.dcmread(chest_part.source_files[0])
+    assert list(ds.ImageType) == ["DERIVED", "SECONDARY", "AXIAL"]
+    assert "unet" in ds.SeriesDescription and "25% dose" in ds.SeriesDescription
+    assert ds.SeriesInstanceUID != src.SeriesInstanceUID
+    assert ds.SOPInstanceUID != src.SOPInstanceUID
+    assert len({pydicom.dcmread(f).SOPInstanceUID for f in files}) == len(files)
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "FrameOfReferenceUID"):
+        assert str(ds.get(keyword)) == str(src.get(keyword))
+
+
+def test_dicom_series_of_float_hu_is_within_half_the_slope(tmp_path):
+    v = make_thorax_phantom(4.0, z_extent_mm=40)
+    nj.write_dicom_series(v, tmp_path / "s", description="phantom")
+    back = nj.load_ct(tmp_path / "s")
+    slope = float(pydicom.dcmread(sorted((tmp_path / "s").glob("*.dcm"))[0]).RescaleSlope)
+    _same_geometry(back, v, atol=1e-5)
+    assert np.abs(back.hu - v.hu).max() <= slope / 2 + 1e-4
+
+
+def test_flipped_volume_is_written_as_a_right_handed_series(tmp_path):
+    v = make_thorax_phantom(5.0, z_extent_mm=30, texture=False)
+    flipped = nj.CTVolume(v.hu[::-1].copy(), spacing=v.spacing,
+                          origin=v.index_to_world([v.shape[0] - 1, 0, 0]),
+                          direction=np.diag([-1.0, 1.0, 1.0]))
+    nj.write_dicom_series(flipped.with_hu(np.round(flipped.hu)), tmp_path / "s")
+    back = nj.load_ct(tmp_path / "s")
+    # same voxels at the same world positions
+    assert np.allclose(back.index_to_world([0, 5, 7]), flipped.index_to_world([v.shape[0] - 1, 5, 7]))
+    assert np.array_equal(back.hu, np.round(flipped.hu)[::-1])
+
+
+def _digest(paths):
+    return [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths]
+
+
+def test_writers_refuse_source_files_and_folders(chest_part):
+    from pathlib import Path
+
+    folder = Path(chest_part.source_files[0]).parent
+    listing = sorted(p.name for p in folder.iterdir())
+    before = _digest(chest_part.source_files)
+    with pytest.raises(nj.CTWriteError, match="source"):
+        nj.write_dicom_series(chest_part, chest_part.source_files[0].rsplit("/", 1)[0])
+    with pytest.raises(nj.CTWriteError, match="source"):
+        nj.write_dicom_series(chest_part, folder / "derived")
+    with pytest.raises(nj.CTWriteError, match="source"):
+        nj.write_dicom_series(chest_part, folder.parent, overwrite=True)
+    with pytest.raises(nj.CTWriteError, match="source"):
+        nj.io.write.write_image(chest_part, chest_part.source_files[0] + ".nii")
+    with pytest.raises(nj.CTWriteError, match="source file"):
+        nj.io.write.write_image(chest_part, chest_part.source_files[0])
+    assert _digest(chest_part.source_files) == before
+    assert sorted(p.name for p in folder.iterdir()) == listing
+
+
+def test_writer_refuses_to_overwrite_source_nifti_even_with_overwrite(tmp_path):
+    v = make_thorax_phantom(5.0, z_extent_mm=20)
+    path = nj.write_nifti(v, tmp_path / "a.nii.gz")
+    src = nj.load_ct(path)
+    digest = _digest([path])
+    with pytest.raises(nj.CTWriteError, match="source file"):
+        nj.write_nifti(src, path, overwrite=True)
+    assert _digest([path]) == digest
+
+
+def test_existing_outputs_need_overwrite(tmp_path):
+    v = make_thorax_phantom(5.0, z_extent_mm=20)
+    nj.write_nifti(v, tmp_path / "a.nii.gz")
+    with pytest.raises(nj.CTWriteError, match="already exists"):
+        nj.write_nifti(v, tmp_path / "a.nii.gz")
+    nj.write_nifti(v, tmp_path / "a.nii.gz", overwrite=True)
+    (tmp_path / "series").mkdir()
+    (tmp_path / "series" / "other.txt").write_text("keep")
+    with pytest.raises(nj.CTWriteError, match="already exists"):
+        nj.write_dicom_series(v, tmp_path / "series")
+    assert (tmp_path / "series" / "other.txt").read_text() == "keep"
+    with pytest.raises(nj.CTWriteError, match="suffix"):
+        nj.io.write.write_image(v, tmp_path / "a.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "series"]  # no temp files left
