@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import CTWriteError
 from .io.write import write_dicom_series, write_image
 from .volume import CTVolume
 
@@ -23,7 +24,7 @@ def layer_to_volume(data: Any, meta: dict) -> CTVolume:
     if hu.ndim == 2:
         hu = hu[None]
     if hu.ndim != 3:
-        raise ValueError(f"a CT layer must be 2D or 3D, got shape {hu.shape}")
+        raise CTWriteError(f"a CT layer must be 2D or 3D, got shape {hu.shape}")
     layer_meta = meta.get("metadata") or {}
     source: CTVolume | None = layer_meta.get("ct_volume")
     scale = np.asarray(meta.get("scale", (1.0,) * hu.ndim), dtype=float)[-3:]

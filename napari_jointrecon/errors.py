@@ -9,5 +9,9 @@ class CTReadError(ValueError):
     """A source cannot be read as a CT volume; the message says which file and why."""
 
 
-class CTWriteError(ValueError):
-    """A result cannot be written where asked (for example it would overwrite a source file)."""
+class CTWriteError(OSError):
+    """A result cannot be written where asked (for example it would overwrite a source file).
+
+    An ``OSError``, not a ``ValueError``: napari reads a writer's ``ValueError`` as "this writer
+    does not apply" and would hide the message from the user.
+    """

@@ -583,8 +583,9 @@ def read_dicom(paths: str | os.PathLike | Iterable[str | os.PathLike], *, series
         notes.append(f"{aired} padding or out-of-field voxels set to air ({AIR_HU:.0f} HU)")
     others = [s.info() for s in stacks if s is not chosen]
     if others:
+        which = "the largest" if series is None else "the chosen one"
         notes.append(
-            f"{len(others) + 1} series found; loaded the largest ({len(chosen.frames)} slices), "
+            f"{len(others) + 1} series found; loaded {which} ({len(chosen.frames)} slices), "
             "others: " + "; ".join(o.label() for o in others)
         )
     meta = {kw: str(ds.get(kw)) for kw in _PATIENT_STUDY_KEYWORDS if ds.get(kw) not in (None, "")}

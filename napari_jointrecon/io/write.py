@@ -88,15 +88,16 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     image.SetOrigin(tuple(float(o) for o in volume.origin[::-1]))
     image.SetDirection(tuple(float(v) for v in np.asarray(volume.direction)[::-1, ::-1].ravel()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so an interrupted write leaves no partial file.
-    fd, tmp = tempfile.mkstemp(prefix=".jointrecon-", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    # Write into a temporary folder beside the target under the final name, then move the file(s)
+    # (a .mhd/.nhdr header has a separate data file), so an interrupted write leaves nothing.
+    tmp = Path(tempfile.mkdtemp(prefix=".jointrecon-", dir=path.parent))
     try:
-        sitk.WriteImage(image, tmp, useCompression=suffix.endswith(".gz") or suffix == ".mha")
-        os.replace(tmp, path)
+        sitk.WriteImage(image, str(tmp / path.name),
+                        useCompression=suffix.endswith(".gz") or suffix == ".mha")
+        for produced in sorted(tmp.iterdir()):
+            os.replace(produced, path.parent / produced.name)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

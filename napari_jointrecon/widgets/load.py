@@ -88,7 +88,8 @@ class LoadWidget(Container):
             self.series_box.choices = []
             self._say(str(exc))
             return []
-        self.series_box.choices = [(s.label(), s.key) for s in self._series]
+        # numbered labels: magicgui keeps one entry per label, and series can look alike
+        self.series_box.choices = [(f"{i + 1}. {s.label()}", s.key) for i, s in enumerate(self._series)]
         self._say(f"{len(self._series)} series found.")
         return self._series
 
@@ -106,10 +107,10 @@ class LoadWidget(Container):
         series = self.series_box.value if self._series and len(self._series) > 1 else None
         self.load_button.enabled = False
         self._say(f"Loading {path.name} ...")
-        worker = create_worker(load_ct, path, series=series or None)
-        worker.returned.connect(self._add_volume)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._done)
+        worker = create_worker(
+            load_ct, path, series=series or None, _start_thread=False,
+            _connect={"returned": self._add_volume, "errored": self._failed, "finished": self._done},
+        )
         self._worker = worker
         worker.start()
         return worker
@@ -126,7 +127,7 @@ class LoadWidget(Container):
         from napari.utils.notifications import show_error
 
         self._say(str(exc))
-        show_error(str(exc))
+        show_error(str(exc))  # the worker was given an errored handler, so this is the only report
 
     def _done(self) -> None:
         self._worker = None
