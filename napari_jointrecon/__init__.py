@@ -4,7 +4,9 @@ Public API (plain Python, no Qt needed)::
 
     import napari_jointrecon as nj
     ct = nj.load_ct("path/to/dicom_folder")
-    nj.write_nifti(ct, "out.nii.gz")
+    low = nj.simulate_low_dose(ct, 0.25, seed=0)
+    clean = nj.denoise(low, model="unet", dose=0.25)
+    nj.write_nifti(clean, "out.nii.gz")
 """
 
 from __future__ import annotations
@@ -17,12 +19,36 @@ from .windows import WINDOW_PRESETS, window_limits
 
 __version__ = "0.1.0"
 
+# torch-backed parts load on first use, so that reading CT (and napari's plugin discovery) stays fast
+_LAZY = {
+    "simulate_low_dose": "dose",
+    "denoise": "inference",
+    "select_device": "inference",
+    "Cancelled": "inference",
+    "list_models": "models.registry",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "CTVolume",
     "SeriesInfo",
     "CTReadError",
     "CTWriteError",
     "load_ct",
+    "simulate_low_dose",
+    "list_models",
+    "denoise",
+    "select_device",
+    "Cancelled",
     "scan_series",
     "write_nifti",
     "write_dicom_series",

@@ -1,0 +1,119 @@
+"""The inference engine: device choice, OOM fallback, cancellation, determinism, bad input."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+import napari_jointrecon as nj
+from napari_jointrecon import inference
+from napari_jointrecon.inference import Cancelled, denoise, iter_denoise, select_device
+from napari_jointrecon.models.registry import DEFAULT_MODEL
+
+
+@pytest.mark.parametrize("cuda,mps,requested,expected", [
+    (True, True, "auto", "cuda"),
+    (False, True, "auto", "mps"),
+    (False, False, "auto", "cpu"),
+    (True, False, "cpu", "cpu"),
+    (True, False, "cuda", "cuda"),
+    (False, True, "mps", "mps"),
+])
+def test_select_device_is_a_pure_choice(cuda, mps, requested, expected):
+    assert select_device(requested, cuda_available=cuda, mps_available=mps) == expected
+
+
+def test_select_device_refuses_what_is_missing():
+    with pytest.raises(ValueError, match="CUDA was requested"):
+        select_device("cuda", cuda_available=False, mps_available=False)
+    with pytest.raises(ValueError, match="MPS was requested"):
+        select_device("mps", cuda_available=True, mps_available=False)
+    with pytest.raises(ValueError, match="unknown device"):
+        select_device("tpu")
+
+
+def test_auto_uses_torch_cuda_check_when_not_told():
+    with mock.patch.object(torch.cuda, "is_available", return_value=True):
+        assert select_device("auto") == "cuda"
+    with mock.patch.object(torch.cuda, "is_available", return_value=False), \
+            mock.patch.object(inference, "_mps_available", return_value=False):
+        assert select_device("auto") == "cpu"
+
+
+@pytest.fixture(scope="module")
+def slice_hu(shared_data):
+    files = sorted((shared_data / "chest-ct-dicom").glob("*.dcm"))[125:127]
+    return nj.load_ct(files).hu
+
+
+def test_gpu_out_of_memory_falls_back_to_the_cpu(slice_hu):
+    real = inference._run_torch_batch
+    calls = []
+
+    def fake(model, slices, dose, device):
+        calls.append(device)
+        if device == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, slices, dose, device)
+
+    vol = nj.CTVolume(slice_hu)
+    with mock.patch.object(inference, "select_device", return_value="cuda"), \
+            mock.patch.object(inference, "_run_torch_batch", side_effect=fake):
+        seen = []
+        out = denoise(vol, model=DEFAULT_MODEL, dose=0.25, progress=seen.append)
+    assert calls[0] == "cuda" and calls[-1] == "cpu"
+    assert any("out of memory" in p.message for p in seen)
+    assert any("out of memory" in n for n in out.notes)
+    assert np.array_equal(out.hu, denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, device="cpu"))
+
+
+def test_progress_and_cancellation_between_batches(slice_hu):
+    volume = np.concatenate([slice_hu] * 3)  # 6 slices
+    seen = []
+    with pytest.raises(Cancelled):
+        denoise(volume, model=DEFAULT_MODEL, dose=0.25, batch_size=2, progress=seen.append,
+                cancel=lambda: len(seen) >= 1)
+    assert [p.done for p in seen] == [2]
+    gen = iter_denoise(volume, model=DEFAULT_MODEL, dose=0.25, batch_size=2)
+    assert [next(gen).done, next(gen).done] == [2, 4]
+    gen.close()  # closing the generator is cancelling: nothing else runs
+
+
+def test_same_input_same_output_any_size(slice_hu):
+    odd = slice_hu[0, 3:500, 7:430]  # odd sizes are padded inside
+    a = denoise(odd, model=DEFAULT_MODEL, dose=0.25)
+    b = denoise(odd, model=DEFAULT_MODEL, dose=0.25)
+    assert a.shape == odd.shape and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    batched = denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, batch_size=1)
+    together = denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, batch_size=2)
+    assert np.allclose(batched, together, atol=1e-3)
+
+
+def test_volume_in_volume_out_keeps_geometry(slice_hu):
+    vol = nj.CTVolume(slice_hu, spacing=(2, 0.7, 0.7), origin=(1, 2, 3))
+    out = denoise(vol, model=DEFAULT_MODEL, dose=0.5)
+    assert isinstance(out, nj.CTVolume) and out.shape == vol.shape
+    assert out.spacing == vol.spacing and out.origin == vol.origin
+    assert any(DEFAULT_MODEL in n for n in out.notes)
+
+
+@pytest.mark.parametrize("array,dose,message", [
+    (np.full((32, 32), np.nan), 0.25, "NaN"),
+    (np.zeros((2, 2, 16, 16)), 0.25, "2D slice or a 3D"),
+    (np.zeros((1, 1)), 0.25, "too small"),
+    (np.zeros((16, 17)), 0.0, "dose must be"),
+    (np.zeros((16, 17)), 1.5, "dose must be"),
+    (np.zeros((16, 17)), float("nan"), "dose must be"),
+])
+def test_bad_input_gets_a_clear_error(array, dose, message):
+    with pytest.raises(ValueError, match=message):
+        denoise(array, model=DEFAULT_MODEL, dose=dose)
+
+
+def test_unknown_model():
+    with pytest.raises(KeyError, match="unknown model"):
+        denoise(np.zeros((16, 16)), model="nope", dose=0.25)
