@@ -88,6 +88,23 @@ def _markdown(title, table, cards, speeds, note):
     return lines
 
 
+def _cards_section(names, cards) -> list[str]:
+    lines = ["## Model cards", "",
+             "From `napari_jointrecon/models/weights/NAME.json` (written by `jointrecon train`).", "",
+             "| model | parameters | GFLOPs / 512² slice | recipe | steps | wall time (min) | best val. PSNR (dB) |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    for name in names:
+        card = read_card(name)
+        if card is None:
+            continue
+        t = card["training"]
+        lines.append(f"| {name} | {card['parameters']:,} | {card['flops_per_512_slice'] / 1e9:.1f} | "
+                     f"{t['recipe']} | {t['steps']} | {t['wall_time_s'] / 60:.1f} | "
+                     f"{t['best_validation_psnr_mean_db']:.2f} |")
+    lines.append("")
+    return lines
+
+
 def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = "runs/cache",
              models: list[str] | None = None, log=print, update_cards: bool = True) -> dict:
     """Evaluate every available model (or ``models``) and write the results file."""
@@ -134,6 +151,7 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
         f"Phantom seed {PHANTOM_TEST_SEED} (not trained on), {phantom.shape[0]} slices of "
         f"{phantom.shape[1]} x {phantom.shape[2]} at 1 mm, Poisson noise (seed {TEST_SEED}); "
         "reference: the noise-free phantom.")
+    lines += _cards_section(names, cards)
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text("\n".join(lines) + "\n")
     log(f"wrote {out_md}")

@@ -48,18 +48,21 @@ class TrainConfig:
     val_every: int = 250
     log_every: int = 50
     threads: int = 2
+    #: Wall-clock budget of the main stage in seconds: after 20 steps the step count is lowered to
+    #: fit it (the learning-rate schedule follows), so every model trains in a known time.
+    time_budget_s: float | None = None
 
 
-#: Steps per model, chosen so that every model trains in roughly 6-15 minutes on 2 CPU cores.
+#: Steps and time budgets per model: every model trains in 7-12 minutes on 2 CPU cores.
 DEFAULT_CONFIGS = {
-    "unet": TrainConfig(steps=3000),
-    "autoencoder": TrainConfig(steps=2500),
-    "resnet": TrainConfig(steps=1200, patch=64),
-    "nafnet": TrainConfig(steps=3000),
-    "nafnet_nodose": TrainConfig(steps=3000),
-    "nafnet_anatomy": TrainConfig(steps=2500),
-    "redcnn": TrainConfig(steps=800, patch=64, batch=12),
-    "cncl": TrainConfig(steps=1800),
+    "unet": TrainConfig(steps=3000, time_budget_s=720),
+    "autoencoder": TrainConfig(steps=2500, time_budget_s=420),
+    "resnet": TrainConfig(steps=1500, patch=64, time_budget_s=480),
+    "nafnet": TrainConfig(steps=3000, time_budget_s=540),
+    "nafnet_nodose": TrainConfig(steps=3000, time_budget_s=480),
+    "nafnet_anatomy": TrainConfig(steps=2500, time_budget_s=540),
+    "redcnn": TrainConfig(steps=1500, patch=64, batch=12, time_budget_s=540),
+    "cncl": TrainConfig(steps=2000, time_budget_s=600),
 }
 
 
@@ -130,7 +133,7 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
         from ..models.cncl import PatchDiscriminator
 
         aux["disc"] = PatchDiscriminator()
-    aux_steps = {"teacher_student": cfg.steps // 4, "anatomy": min(400, cfg.steps)}.get(spec.recipe, 0)
+    aux_steps = {"teacher_student": min(cfg.steps // 4, 500), "anatomy": min(300, cfg.steps)}.get(spec.recipe, 0)
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     aux_opt = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr if k != "disc" else 2e-4,
@@ -159,7 +162,8 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
                    ckpt)
 
     student_ready = False
-    total = cfg.steps + aux_steps
+    main_steps = state.get("main_steps", cfg.steps)
+    total = main_steps + aux_steps
     t_start = time.perf_counter() - state["elapsed"]
     model.train()
     running = []
@@ -185,8 +189,17 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
             loss.backward()
             aux_opt["tissue"].step()
         else:
+            if main_step == 0:
+                state["main_t0"] = time.perf_counter()
+            if main_step == 20 and cfg.time_budget_s and "main_steps" not in state:
+                per_step = (time.perf_counter() - state["main_t0"]) / 20
+                main_steps = max(100, min(cfg.steps, int(cfg.time_budget_s / per_step)))
+                state["main_steps"] = main_steps
+                total = main_steps + aux_steps
+                log(f"{per_step:.3f} s per step: {main_steps} main steps fit the "
+                    f"{cfg.time_budget_s:.0f} s budget")
             for g in opt.param_groups:
-                g["lr"] = _lr(main_step, cfg.steps, cfg.lr)
+                g["lr"] = _lr(main_step, main_steps, cfg.lr)
             if spec.recipe == "teacher_student":
                 teacher = aux["teacher"]
                 if not student_ready:
@@ -229,7 +242,7 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
             log(f"step {step}/{total} loss {np.mean(running):.5f} "
                 f"({'aux' if in_aux else 'main'}) {state['elapsed']:.0f} s")
             running = []
-        if step > aux_steps and ((step - aux_steps) % cfg.val_every == 0 or step == total):
+        if step > aux_steps and ((step - aux_steps) % cfg.val_every == 0 or step >= total):
             scores = _validate(model, val)
             mean = float(np.mean(list(scores.values())))
             state["history"].append({"step": step, **scores})
