@@ -61,7 +61,8 @@ def test_damaged_weights_are_refused(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def test_slice(shared_data):
-    files = sorted((shared_data / "chest-ct-dicom").glob("*.dcm"))[130:131]
+    # files are numbered from the head down: volume slices 120-140 (the test slab) are files 000-020
+    files = sorted((shared_data / "chest-ct-dicom").glob("*.dcm"))[5:6]
     full = nj.load_ct(files)
     low = nj.simulate_low_dose(full, 0.25, seed=99)
     return full.hu[0], low.hu[0]

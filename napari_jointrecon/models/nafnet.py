@@ -95,6 +95,9 @@ class NAFNet(nn.Module):
         self.up1 = nn.Sequential(nn.Conv2d(2 * w, 4 * w, 1, bias=False), nn.PixelShuffle(2))
         self.dec1 = nn.ModuleList([NAFBlock(w) for _ in range(dec_blocks[0])])
         self.ending = nn.Conv2d(w, 4, 3, padding=1)
+        if residual:  # start as the identity
+            nn.init.zeros_(self.ending.weight)
+            nn.init.zeros_(self.ending.bias)
         self.shuffle = nn.PixelShuffle(2)
         enc_channels = [w] * enc_blocks[0] + [2 * w] * enc_blocks[1] + [4 * w] * mid_blocks
         self.dose_mlp = DoseEmbedding(enc_channels) if dose_conditioned else None

@@ -21,6 +21,8 @@ class REDCNN(nn.Module):
         c = width
         self.enc = nn.ModuleList([nn.Conv2d(1 if i == 0 else c, c, 5) for i in range(5)])
         self.dec = nn.ModuleList([nn.ConvTranspose2d(c, 1 if i == 4 else c, 5) for i in range(5)])
+        nn.init.zeros_(self.dec[4].weight)  # with the input shortcut: start as the identity
+        nn.init.zeros_(self.dec[4].bias)
 
     def forward(self, x: torch.Tensor, dose: torch.Tensor | None = None) -> torch.Tensor:
         r1 = x

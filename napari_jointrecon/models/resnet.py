@@ -27,6 +27,8 @@ class ResNetDenoiser(nn.Module):
         self.head = nn.Sequential(conv3(1, width), nn.ReLU(inplace=True))
         self.body = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
         self.tail = conv3(width, 1)
+        nn.init.zeros_(self.tail.weight)  # start as the identity
+        nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor, dose: torch.Tensor | None = None) -> torch.Tensor:
         return x - self.tail(self.body(self.head(x)))

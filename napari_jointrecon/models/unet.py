@@ -34,6 +34,9 @@ class UNetDenoiser(nn.Module):
         self.dec1 = ConvBlock(w1, w1, 1)
         self.tail = conv3(w1, 4)
         self.shuffle = nn.PixelShuffle(2)
+        # start as the identity: the noise estimate is zero until training gives it a reason
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor, dose: torch.Tensor | None = None) -> torch.Tensor:
         s1 = self.enc1(self.head(self.unshuffle(x)))
