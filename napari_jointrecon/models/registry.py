@@ -54,7 +54,7 @@ class ModelSpec:
 def _unet():
     from .unet import UNetDenoiser
 
-    return UNetDenoiser(32)
+    return UNetDenoiser(32, dose_conditioned=True)
 
 
 def _autoencoder():
@@ -101,7 +101,8 @@ def _classical(name: str):
 
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("unet", "U-Net", "learned",
-              "Three-level U-Net on the 2x2-folded image, residual output; fast on the CPU.",
+              "Three-level U-Net on the 2x2-folded image, residual output, dose-conditioned (FiLM); "
+              "fast on the CPU.",
               build=_unet),
     ModelSpec("autoencoder", "Conv autoencoder (baseline)", "learned",
               "Encoder/decoder of conv blocks, direct output: the design's baseline.",

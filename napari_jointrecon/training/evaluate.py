@@ -45,9 +45,29 @@ def measure_speed(name: str, size: int = 512, runs: int = 5, threads: int = 2) -
     return n / statistics.median(times)
 
 
-def _rows(names, low_by_dose, clean, log):
+def _row_key(name: str) -> str:
+    """Identifies a model's current version: its weights' checksum, or the classical settings."""
+    card = read_card(name)
+    if card is not None:
+        return card["sha256"][:16]
+    if name == "input":
+        return "input"
+    from ..models import classical
+
+    return "classical-" + json.dumps(classical.FACTORS.get(name, {}), sort_keys=True)
+
+
+def _rows(names, low_by_dose, clean, log, tag: str, row_cache: Path | None):
     table = {}
     for name in ["input"] + names:
+        cached = row_cache / f"{tag}_{name}.json" if row_cache else None
+        key = _row_key(name)
+        if cached is not None and cached.exists():
+            saved = json.loads(cached.read_text())
+            if saved["key"] == key:
+                table[name] = {float(d): {m: tuple(v) for m, v in r.items()} for d, r in saved["rows"].items()}
+                log(f"  {name}: rows reused from {cached}")
+                continue
         table[name] = {}
         for dose, low in low_by_dose.items():
             t0 = time.perf_counter()
@@ -57,6 +77,9 @@ def _rows(names, low_by_dose, clean, log):
                                      float(np.std([p[m] for p in per_slice]))) for m in _METRICS}
             log(f"  {name} {dose * 100:g}%: PSNR {table[name][dose]['psnr'][0]:.2f} "
                 f"SSIM {table[name][dose]['ssim'][0]:.4f} ({time.perf_counter() - t0:.0f} s)")
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps({"key": key, "rows": {str(d): r for d, r in table[name].items()}}))
     return table
 
 
@@ -106,8 +129,14 @@ def _cards_section(names, cards) -> list[str]:
 
 
 def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = "runs/cache",
-             models: list[str] | None = None, log=print, update_cards: bool = True) -> dict:
-    """Evaluate every available model (or ``models``) and write the results file."""
+             models: list[str] | None = None, log=print, update_cards: bool = True,
+             row_cache: str | Path | None = "runs/eval") -> dict:
+    """Evaluate every available model (or ``models``) and write the results file.
+
+    Rows are kept in ``row_cache`` keyed by the model's weights checksum (or classical settings),
+    so a re-run only evaluates what changed.
+    """
+    row_cache = Path(row_cache) if row_cache else None
     cards = {c["name"]: c for c in list_models()}
     names = models or list(cards)
     caches = build_cache(cache_dir, log=log)
@@ -115,16 +144,22 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
     clean = test.clean
     low_by_dose = {d: np.stack([test.low(k, 0, d) for k in range(clean.shape[0])]) for d in DOSE_LEVELS}
     log(f"chest test slabs: {clean.shape}")
-    chest = _rows(names, low_by_dose, clean, log)
+    chest = _rows(names, low_by_dose, clean, log, "chest", row_cache)
 
     phantom = make_thorax_phantom(1.0, z_extent_mm=12, seed=PHANTOM_TEST_SEED)
     ph_low = {d: simulate_low_dose(phantom, d, seed=TEST_SEED).hu for d in DOSE_LEVELS}
     log(f"phantom test: {phantom.shape}")
-    ph = _rows(names, ph_low, phantom.hu, log)
+    ph = _rows(names, ph_low, phantom.hu, log, "phantom", row_cache)
 
     speeds = {}
     for name in names:
-        speeds[name] = measure_speed(name)
+        cached = row_cache / f"speed_{name}.json" if row_cache else None
+        if cached is not None and cached.exists() and json.loads(cached.read_text())["key"] == _row_key(name):
+            speeds[name] = json.loads(cached.read_text())["speed"]
+        else:
+            speeds[name] = measure_speed(name)
+            if cached is not None:
+                cached.write_text(json.dumps({"key": _row_key(name), "speed": speeds[name]}))
         log(f"  speed {name}: {speeds[name]:.2f} slices/s")
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -54,7 +54,7 @@ def export_model(name: str, run_dir: str | Path) -> Path:
         "training": {
             "recipe": spec.recipe,
             "data": {
-                "chest-ct-dicom": f"train slices {SPLITS['train'].start}-{SPLITS['train'].stop - 1} "
+                "chest-ct-dicom": f"volume slices (feet to head) {SPLITS['train'].start}-{SPLITS['train'].stop - 1} "
                                   f"(validation {SPLITS['val'].start}-{SPLITS['val'].stop - 1}, "
                                   f"test {SPLITS['test'].start}-{SPLITS['test'].stop - 1}, never seen)",
                 "torso-ct-nifti": ", ".join(TORSO_FILES) + " (all slices)",

@@ -1,0 +1,94 @@
+"""Benchmark: speed of every model at 512 x 512 on 2 CPU threads, and the memory of a volume run.
+
+Prints slices/s (warm-up, median of 5 runs of a 4-slice batch; classical methods: one slice, median
+of 3), the ratio to RED-CNN measured in the same run, and the peak resident memory of denoising the
+whole 141-slice chest series with the default model (target: at most 2 x its float32 size + 0.5 GB).
+
+    .venv/bin/python benchmarks/bench_models.py [--skip-memory] [--models unet redcnn ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import napari_jointrecon as nj
+
+REPO = Path(__file__).resolve().parents[1]
+CHEST = REPO.parent / "shared" / "data" / "chest-ct-dicom"
+
+
+def speed(name: str, kind: str) -> float:
+    x = np.random.default_rng(0).normal(0, 30, (4, 512, 512)).astype(np.float32) - 100
+    n, runs = (4, 5) if kind == "learned" else (1, 3)
+    nj.denoise(x[:n], model=name, dose=0.25, device="cpu")
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        nj.denoise(x[:n], model=name, dose=0.25, device="cpu")
+        times.append(time.perf_counter() - t0)
+    return n / statistics.median(times)
+
+
+def memory_run() -> None:
+    """Child process: load the chest, denoise it with the default model, print peak RSS."""
+    torch.set_num_threads(2)
+    ct = nj.load_ct(CHEST)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    default = next(c["name"] for c in nj.list_models() if c["default"])
+    t0 = time.perf_counter()
+    out = nj.denoise(ct, model=default, dose=0.25, device="cpu")
+    elapsed = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    volume_mb = ct.hu.nbytes / 2 ** 20
+    print(f"memory: {default} on {ct.shape} ({volume_mb:.0f} MB float32) in {elapsed:.1f} s "
+          f"({ct.shape[0] / elapsed:.1f} slices/s); peak RSS {peak:.0f} MB (after loading {before:.0f} MB); "
+          f"target <= 2 x {volume_mb:.0f} + 512 = {2 * volume_mb + 512:.0f} MB -> "
+          f"{'met' if peak <= 2 * volume_mb + 512 else 'NOT met'}")
+    assert out.shape == ct.shape
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--models", nargs="*")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_run()
+        return 0
+    torch.set_num_threads(2)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, fp32")
+    cards = {c["name"]: c for c in nj.list_models()}
+    names = args.models or list(cards)
+    results = {}
+    for name in names:
+        results[name] = speed(name, cards[name]["kind"])
+    base = results.get("redcnn")
+    print(f"{'model':16s} {'kind':9s} {'slices/s':>9s} {'x RED-CNN':>9s} {'params':>9s} {'GFLOPs':>7s}")
+    for name in names:
+        card = cards[name]
+        ratio = f"{results[name] / base:9.2f}" if base else f"{'-':>9s}"
+        params = f"{card['parameters']:9,d}" if "parameters" in card else f"{'-':>9s}"
+        flops = f"{card['flops_per_512_slice'] / 1e9:7.1f}" if "flops_per_512_slice" in card else f"{'-':>7s}"
+        flag = " (default)" if card["default"] else ""
+        print(f"{name:16s} {card['kind']:9s} {results[name]:9.2f} {ratio} {params} {flops}{flag}")
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if not args.skip_memory:
+        subprocess.run([sys.executable, __file__, "--memory-child"], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
