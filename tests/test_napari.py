@@ -102,7 +102,8 @@ def test_manifest_declares_reader_writers_samples_and_widget():
     for writer in writers.values():
         assert [str(t) for t in writer.layer_types] == ["image"]
 
-    assert {s.key for s in contrib.sample_data} == {"thorax_phantom", "thorax_phantom_small"}
+    assert {s.key for s in contrib.sample_data} == {"thorax_phantom", "thorax_phantom_small",
+                                                    "thorax_phantom_low_dose"}
     assert [(w.display_name, w.command) for w in contrib.widgets] == [
         ("Load CT", f"{PLUGIN}.load_widget")]
     commands = {c.id: c.python_name for c in contrib.commands}
@@ -214,6 +215,20 @@ def test_open_aorta_nifti(make_napari_viewer, shared_data):
 # -------------------------------------------------------------------------------------------------
 # 4. sample data
 # -------------------------------------------------------------------------------------------------
+def test_open_sample_low_dose_series(make_napari_viewer):
+    from scipy import ndimage
+
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample(PLUGIN, "thorax_phantom_low_dose")
+    assert [l.name for l in layers][1:] == [f"Thorax phantom {d}% dose" for d in (70, 50, 25, 10)]
+    clean = np.asarray(layers[0].data)
+    flat = ndimage.binary_erosion(np.abs(clean - 40) < 30, iterations=3)
+    noise = [float((np.asarray(l.data) - clean)[flat].std()) for l in layers[1:]]
+    assert noise == sorted(noise) and noise[-1] > 2 * noise[0]  # noise grows as the dose falls
+    assert all(tuple(l.scale) == tuple(layers[0].scale) for l in layers)
+    assert [l.metadata["dose"] for l in layers[1:]] == [0.7, 0.5, 0.25, 0.1]
+
+
 def test_open_sample_small_phantom_in_hu(make_napari_viewer):
     viewer = make_napari_viewer()
     layers = viewer.open_sample(PLUGIN, "thorax_phantom_small")

@@ -46,3 +46,26 @@ def test_every_recipe_runs_resumes_and_improves_on_nothing_else(tmp_path, tiny_c
     assert "resumed" in (tmp_path / name / "train.log").read_text()
     assert again["steps"] == summary["steps"]
     assert json.loads((tmp_path / name / "summary.json").read_text())["model"] == name
+
+
+def test_results_table_rows_and_gains(tmp_path):
+    from napari_jointrecon.dose import simulate_low_dose
+    from napari_jointrecon.training import evaluate as ev
+
+    v = make_thorax_phantom(4.0, z_extent_mm=12, seed=3)
+    lows = {d: simulate_low_dose(v, d, seed=1).hu for d in (0.1, 0.25, 0.5, 0.7)}
+    logs = []
+    table = ev._rows(["tv"], lows, v.hu, logs.append, "t", tmp_path)
+    assert set(table) == {"input", "tv"}
+    for dose in lows:
+        assert table["tv"][dose]["psnr"][0] > table["input"][dose]["psnr"][0]  # TV denoises
+        assert len(table["input"][dose]["_psnr"]) == v.shape[0]
+    # rows are cached by the model's version and reused
+    again = ev._rows(["tv"], lows, v.hu, logs.append, "t", tmp_path)
+    assert any("reused" in line for line in logs)
+    assert again["tv"][0.25]["psnr"] == pytest.approx(table["tv"][0.25]["psnr"])
+    lines = ev._markdown("Phantom", table, {"tv": {"kind": "classical"}}, {"tv": 3.0}, "note")
+    text = "\n".join(lines)
+    assert "| tv | classical |" in text and "| input | low-dose input |" in text
+    gain = table["tv"][0.1]["psnr"][0] - table["input"][0.1]["psnr"][0]
+    assert f"{gain:+.2f}" in text

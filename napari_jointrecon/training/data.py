@@ -81,13 +81,16 @@ def _basis(hu: np.ndarray, pixel_mm: float, seeds, log) -> tuple[np.ndarray, np.
     return n1, n2
 
 
-def build_cache(cache_dir: str | Path, *, realisations: int = 2, log=print) -> dict[str, NoiseCache]:
-    """Compute (or load) the noise caches for every training/validation/test source."""
+def build_cache(cache_dir: str | Path, *, realisations: int = 2, log=print,
+                only: tuple[str, ...] | None = None) -> dict[str, NoiseCache]:
+    """Compute (or load) the noise caches for every training/validation/test source (or ``only``)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     caches: dict[str, NoiseCache] = {}
 
     def cached(name: str, make):
+        if only is not None and name not in only:
+            return
         path = cache_dir / f"{name}.npz"
         if path.exists():
             with np.load(path) as z:
