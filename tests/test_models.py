@@ -37,7 +37,6 @@ def test_every_learned_model_ships_weights_and_a_card():
 
 def test_list_models_has_one_default_and_kinds():
     cards = nj.list_models()
-    names = [c["name"] for c in cards]
     assert set(LEARNED) == {c["name"] for c in cards if c["kind"] == "learned"}
     assert "unet" in LEARNED  # the default ships
     assert sum(c["default"] for c in cards) == 1
