@@ -26,6 +26,8 @@ _LAZY = {
     "select_device": "inference",
     "Cancelled": "inference",
     "list_models": "models.registry",
+    "predict_point_cloud": "joint",
+    "reference_point_cloud": "pointcloud",
 }
 
 
@@ -49,6 +51,8 @@ __all__ = [
     "denoise",
     "select_device",
     "Cancelled",
+    "predict_point_cloud",
+    "reference_point_cloud",
     "scan_series",
     "write_nifti",
     "write_dicom_series",

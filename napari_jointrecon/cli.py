@@ -116,7 +116,8 @@ def _cmd_train(args) -> int:
     from .training.train import DEFAULT_CONFIGS, TrainConfig, train
 
     config = DEFAULT_CONFIGS.get(args.model, TrainConfig())
-    for key in ("steps", "batch", "patch", "lr", "seed", "val_every"):
+    for key in ("steps", "batch", "patch", "lr", "seed", "val_every", "time_budget_s", "init",
+                "ssim_weight"):
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, value)
@@ -124,6 +125,54 @@ def _cmd_train(args) -> int:
     train(args.model, out, cache_dir=args.cache, config=config, resume=not args.restart)
     if not args.no_export:
         print(f"exported {export_model(args.model, out)}")
+    return 0
+
+
+def _cmd_train_joint(args) -> int:
+    from .training.joint import export_joint, train_all
+
+    train_all(args.out, seeds=tuple(args.seeds), steps=args.steps, cache_dir=args.cache)
+    if not args.no_export:
+        print(f"exported {export_joint(args.out, seeds=tuple(args.seeds))}")
+    return 0
+
+
+def write_point_cloud(points, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write (N, 3) z y x millimetres as ``.csv`` (z_mm,y_mm,x_mm) or ASCII ``.ply`` (x y z)."""
+    import numpy as np
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CTWriteError(f"{path} exists (use --overwrite)")
+    pts = np.asarray(points, dtype=np.float64)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        np.savetxt(path, pts, delimiter=",", header="z_mm,y_mm,x_mm", comments="", fmt="%.4f")
+    elif suffix == ".ply":
+        header = ["ply", "format ascii 1.0", "comment napari-jointrecon point cloud, world mm (LPS)",
+                  f"element vertex {len(pts)}", "property float x", "property float y",
+                  "property float z", "end_header"]
+        body = "\n".join(f"{x:.4f} {y:.4f} {z:.4f}" for z, y, x in pts)
+        path.write_text("\n".join(header) + "\n" + body + "\n")
+    else:
+        raise ValueError(f"{path}: write a point cloud as .csv or .ply")
+    return path
+
+
+def _cmd_pointcloud(args) -> int:
+    from .io import load_ct
+    from .joint import predict_point_cloud
+    from .pointcloud import reference_point_cloud
+
+    ct = load_ct(args.input, series=args.series)
+    k = ct.shape[0] // 2 if args.slice is None else args.slice
+    if args.reference:
+        pts = reference_point_cloud(ct, k, args.points)
+    else:
+        pts = predict_point_cloud(ct, slice_index=k, dose=_dose(args.dose), model=args.model,
+                                  device=args.device).points
+    out = write_point_cloud(pts, args.output, overwrite=args.overwrite)
+    print(f"wrote {len(pts)} points (slice {k}) to {out}")
     return 0
 
 
@@ -187,11 +236,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/MODEL)")
     p.add_argument("--cache", default="runs/cache", help="noise cache folder")
     for key, typ in (("steps", int), ("batch", int), ("patch", int), ("lr", float), ("seed", int),
-                     ("val_every", int)):
+                     ("val_every", int), ("time_budget_s", float), ("ssim_weight", float)):
         p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=typ)
+    p.add_argument("--init", help="start from these weights (a state-dict .pt) with a fresh schedule")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--no-export", action="store_true", help="do not copy the weights into the package")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("train-joint", help="train the joint point models and baselines (3 seeds)")
+    p.add_argument("--out", default="runs/joint")
+    p.add_argument("--cache", default="runs/cache")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--no-export", action="store_true")
+    p.set_defaults(func=_cmd_train_joint)
+
+    p = sub.add_parser("pointcloud", help="predict (or extract) the 3D point cloud of a slice -> .ply/.csv")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="a .ply or .csv file")
+    p.add_argument("--slice", type=int, help="slice index (default: the middle)")
+    p.add_argument("--dose", type=float, default=100, help="percent (25) or fraction (0.25)")
+    p.add_argument("--model", default="joint", choices=["joint", "joint_fold", "sequential"])
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--series")
+    p.add_argument("--reference", action="store_true", help="the -500 HU surface of the volume instead")
+    p.add_argument("--points", type=int, default=10000, help="points of the reference cloud")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_pointcloud)
 
     p = sub.add_parser("evaluate", help="evaluate every model on the test split -> docs/RESULTS.md")
     p.add_argument("--output", default="docs/RESULTS.md")

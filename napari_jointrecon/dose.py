@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from .volume import CTVolume
 
 __all__ = [
+    "estimate_dose",
     "simulate_low_dose",
     "insertion_noise_basis",
     "combine_insertion_noise",
@@ -333,3 +334,35 @@ def simulate_low_dose(
         return ct_or_hu.with_hu(out, notes=[note],
                                 series_description=f"{ct_or_hu.series_description} {dose * 100:g}% dose".strip())
     return out[0] if squeeze else out
+
+
+#: Noise calibration of :func:`estimate_dose`: scikit-image's wavelet noise estimate (median over
+#: the chest training slabs) at full dose, and its fitted power law sigma ~ dose ** -0.667 over
+#: 10-100 % (``jointrecon`` training split, projection-domain noise).
+_SIGMA_FULL_DOSE = 6.3
+_SIGMA_EXPONENT = 0.667
+
+
+def estimate_dose(hu) -> tuple[float, float]:
+    """Estimate the dose level of a scan from its noise: ``(nearest level, continuous estimate)``.
+
+    The noise is measured with :func:`skimage.restoration.estimate_sigma` on up to 9 slices and
+    mapped to a dose with the power law fitted on the chest training slabs. Noise depends on the
+    patient's size as much as on the dose, so this gives the *noise-equivalent* dose level (which is
+    what the dose-conditioned models need), snapped to 10/25/50/70/100 % in log space.
+    """
+    from skimage.restoration import estimate_sigma
+
+    arr = np.asarray(hu.hu if hasattr(hu, "hu") else hu, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or not np.all(np.isfinite(arr)):
+        raise ValueError("estimate_dose needs a finite 2D slice or 3D volume in HU")
+    picks = np.unique(np.linspace(0, arr.shape[0] - 1, min(9, arr.shape[0])).round().astype(int))
+    sigma = float(np.median([estimate_sigma(np.clip(arr[k], -1024, 3071)) for k in picks]))
+    if sigma <= 0:
+        return 1.0, 1.0
+    dose = float(np.clip((_SIGMA_FULL_DOSE / sigma) ** (1 / _SIGMA_EXPONENT), 0.01, 1.0))
+    levels = np.array(list(DOSE_LEVELS) + [1.0])
+    nearest = float(levels[np.argmin(np.abs(np.log(levels) - np.log(dose)))])
+    return nearest, dose

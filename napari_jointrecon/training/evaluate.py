@@ -141,7 +141,7 @@ def _cards_section(names, cards) -> list[str]:
 
 def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = "runs/cache",
              models: list[str] | None = None, log=print, update_cards: bool = True,
-             row_cache: str | Path | None = "runs/eval") -> dict:
+             row_cache: str | Path | None = "runs/eval", joint: bool = True) -> dict:
     """Evaluate every available model (or ``models``) and write the results file.
 
     Rows are kept in ``row_cache`` keyed by the model's weights checksum (or classical settings),
@@ -196,6 +196,12 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
         f"Phantom seed {PHANTOM_TEST_SEED} (not trained on), {phantom.shape[0]} slices of "
         f"{phantom.shape[1]} x {phantom.shape[2]} at 1 mm, Poisson noise (seed {TEST_SEED}); "
         "reference: the noise-free phantom.")
+    if joint and (Path(__file__).resolve().parents[1] / "models" / "weights" / "joint" / "card.json").exists():
+        from .joint import evaluate_shipped
+
+        log("joint point models:")
+        _, joint_lines = evaluate_shipped(cache_dir=cache_dir, log=log)
+        lines += joint_lines
     lines += _cards_section(names, cards)
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text("\n".join(lines) + "\n")

@@ -69,6 +69,12 @@ def export_model(name: str, run_dir: str | Path) -> Path:
             "machine": "2 CPU cores (AMD EPYC), torch CPU build",
         },
     }
+    init = summary.get("init")
+    if init:
+        training = card["training"]
+        training["warm_start"] = init
+        training["total_steps"] = training["steps"] + (init.get("steps") or 0)
+        training["total_wall_time_s"] = round(training["wall_time_s"] + (init.get("wall_time_s") or 0), 1)
     for key in ("results", "speed"):
         if key in old:
             card[key] = old[key]

@@ -51,6 +51,11 @@ class TrainConfig:
     #: Wall-clock budget of the main stage in seconds: after 20 steps the step count is lowered to
     #: fit it (the learning-rate schedule follows), so every model trains in a known time.
     time_budget_s: float | None = None
+    #: Weights (a state dict file, e.g. a shipped ``.pt``) to start from instead of a random init;
+    #: the learning-rate schedule starts afresh.
+    init: str | None = None
+    #: Supervised recipe: loss = L1 + ssim_weight * (1 - SSIM).
+    ssim_weight: float = 0.0
 
 
 #: Steps and time budgets per model: every model trains in 4-12 minutes on 2 CPU cores.
@@ -87,6 +92,17 @@ def _validate(model, val) -> dict[str, float]:
 def _lr(step: int, total: int, base: float) -> float:
     warm = min(1.0, (step + 1) / 100)
     return base * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))))
+
+
+def _init_record(path: str) -> dict:
+    """What a warm start began from: the file, and the steps and time of the card beside it."""
+    record = {"weights": Path(path).name}
+    card = Path(path).with_suffix(".json")
+    if card.exists():
+        training = json.loads(card.read_text()).get("training", {})
+        record["steps"] = training.get("total_steps", training.get("steps"))
+        record["wall_time_s"] = training.get("total_wall_time_s", training.get("wall_time_s"))
+    return record
 
 
 def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache",
@@ -151,6 +167,9 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
         sampler.rng.bit_generator.state = saved["sampler"]
         log(f"resumed {name} at step {state['step']}")
     else:
+        if cfg.init:
+            model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True))
+            state["init"] = _init_record(cfg.init)
         log(f"training {name} ({spec.recipe}) with {asdict(cfg)}; "
             f"{sum(p.numel() for p in model.parameters())} parameters")
 
@@ -229,6 +248,8 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
                 d_loss.backward()
                 aux_opt["disc"].step()
                 loss = F.l1_loss(pred, clean) + 0.01 * lsgan_g_loss(disc(pred))
+            elif cfg.ssim_weight > 0:
+                loss = l1_ssim_loss(model(low, dose), clean, ssim_weight=cfg.ssim_weight)
             else:
                 loss = F.l1_loss(model(low, dose), clean)
             opt.zero_grad()
@@ -259,6 +280,8 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
         "best_step": state.get("best_step"), "best_val_psnr_mean": state["best"],
         "wall_time_s": round(state["elapsed"], 1), "history": state["history"],
     }
+    if state.get("init"):
+        summary["init"] = state["init"]
     torch.save(state["best_state"], out / "best.pt")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log(f"done: best validation PSNR {state['best']:.2f} at step {state.get('best_step')}")

@@ -1,0 +1,177 @@
+"""Joint denoising + 3D point cloud: ``predict_point_cloud`` and the shipped point models.
+
+Point models (weights in ``models/weights/joint/``, one file per training seed, checksums in
+``models/weights/joint/card.json``):
+
+* ``joint`` (default): the design's two-branch network, linear point head;
+* ``joint_fold``: the same encoder and denoising branch with a deformation decoder;
+* ``sequential``: the baseline, a denoiser followed by a separate point regressor trained on
+  full-dose slices.
+
+The networks read a 128 x 128 slice (area-averaged from the input, which must be at least
+128 x 128) and return 1000 points in the normalised slab frame of :mod:`.pointcloud`, mapped here to
+world millimetres with the volume's geometry, so a napari Points layer with no transform lands on
+the image layer made with :meth:`CTVolume.layer_kwargs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .pointcloud import SLAB_MM, SlabFrame, reference_point_cloud, slab_frame
+from .volume import CTVolume
+
+__all__ = ["POINT_MODELS", "DEFAULT_POINT_MODEL", "PointCloudPrediction", "predict_point_cloud",
+           "reference_point_cloud", "load_point_model", "point_model_card", "JOINT_WEIGHTS_DIR"]
+
+JOINT_WEIGHTS_DIR = Path(__file__).resolve().parent / "models" / "weights" / "joint"
+POINT_MODELS = {
+    "joint": ("joint",),
+    "joint_fold": ("joint_fold",),
+    "sequential": ("seq_denoiser", "seq_regressor"),
+}
+DEFAULT_POINT_MODEL = "joint"
+_LOADED: dict = {}
+
+
+class PointCloudPrediction(NamedTuple):
+    """``points``: (N, 3) world mm (z, y, x); ``denoised``: the 128 x 128 denoised slice in HU."""
+
+    points: np.ndarray
+    denoised: np.ndarray
+
+
+def point_model_card() -> dict:
+    path = JOINT_WEIGHTS_DIR / "card.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no point-model card in {JOINT_WEIGHTS_DIR}: the joint models are not shipped")
+    return json.loads(path.read_text())
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_point_model(name: str = DEFAULT_POINT_MODEL, seed: int = 0) -> dict:
+    """The network(s) of a point model, eval mode on the CPU, checksums verified.
+
+    Returns ``{"model": net}`` or, for ``sequential``, ``{"seq_denoiser": net, "seq_regressor": net}``.
+    """
+    import torch
+
+    from .training.joint import build_model
+
+    if name not in POINT_MODELS:
+        raise KeyError(f"unknown point model {name!r}; one of {', '.join(POINT_MODELS)}")
+    key = (name, seed)
+    if key in _LOADED:
+        return _LOADED[key]
+    card = point_model_card()
+    nets = {}
+    for kind in POINT_MODELS[name]:
+        fname = f"{kind}_seed{seed}.pt"
+        path = JOINT_WEIGHTS_DIR / fname
+        expected = card.get("files", {}).get(fname, {}).get("sha256")
+        if expected is None or not path.exists():
+            raise FileNotFoundError(f"point model {name!r} seed {seed} has no trained weights ({fname})")
+        if _sha256(path) != expected:
+            raise ValueError(f"{path}: checksum does not match the card's; the file is damaged")
+        net = build_model(kind)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        nets[kind] = net.eval()
+    entry = {"model": nets[name]} if len(nets) == 1 else nets
+    _LOADED[key] = entry
+    return entry
+
+
+def _check_slice(img: np.ndarray) -> None:
+    from .models.joint import INPUT_SIZE
+
+    if img.ndim != 2:
+        raise ValueError(f"expected a 2D slice, got shape {img.shape}")
+    if min(img.shape) < INPUT_SIZE:
+        raise ValueError(f"the slice is {img.shape[0]} x {img.shape[1]} pixels; the point models need at "
+                         f"least {INPUT_SIZE} x {INPUT_SIZE}")
+    if not np.all(np.isfinite(img)):
+        raise ValueError("the slice has NaN or infinite pixels")
+    if float(img.max()) < -500:
+        raise ValueError("the slice is all air (nothing above -500 HU): there is no body to reconstruct")
+
+
+def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: float,
+                        model: str = DEFAULT_POINT_MODEL, device: str = "auto",
+                        spacing: tuple[float, float] | None = None, seed: int = 0) -> PointCloudPrediction:
+    """Denoise one slice and predict the 3D point cloud of the body surface around it.
+
+    Parameters
+    ----------
+    ct_or_slice : CTVolume, or a 2D ``(y, x)`` / 3D ``(z, y, x)`` array in HU
+        A volume needs ``slice_index`` (default: the middle slice).
+    dose : float
+        The dose fraction of the scan (0.25 for 25 %). The point models were trained on all four
+        dose levels together and do not take it as an input; it is checked, like everywhere else.
+    model : {"joint", "joint_fold", "sequential"}
+    device : {"auto", "cuda", "mps", "cpu"}
+        As :func:`napari_jointrecon.denoise`; a GPU out of memory falls back to the CPU.
+    spacing : (dy, dx) in mm, optional
+        Pixel spacing for a bare array (default 1 mm); a CTVolume brings its own geometry.
+    seed : int
+        Which training seed's weights to use (0, 1 or 2).
+
+    Returns
+    -------
+    PointCloudPrediction
+        ``points`` (1000, 3) in world millimetres, z y x (napari's order); for a bare 2D slice, the
+        slice's own frame: pixel (0, 0) at y = x = 0 and the slice at z = 0. ``denoised``: the
+        128 x 128 denoised slice in HU (pixel size = field of view / 128).
+    """
+    import torch
+
+    from .inference import _is_oom, select_device
+    from .training.joint import _run, downsample
+
+    if not (isinstance(dose, (int, float)) and math.isfinite(dose) and 0.0 < dose <= 1.0):
+        raise ValueError(f"dose must be a fraction in (0, 1] (0.25 for 25 %), got {dose!r}")
+    ct = ct_or_slice if isinstance(ct_or_slice, CTVolume) else None
+    arr = ct.hu if ct is not None else np.asarray(ct_or_slice)
+    if ct is None and arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+        raise ValueError(f"an array of shape {arr.shape} looks like an RGB(A) picture, not CT in HU")
+    if arr.ndim == 3:
+        k = arr.shape[0] // 2 if slice_index is None else int(slice_index)
+        if not 0 <= k < arr.shape[0]:
+            raise ValueError(f"slice {k} is outside the volume (0-{arr.shape[0] - 1})")
+        img = np.asarray(arr[k], dtype=np.float32)
+    elif arr.ndim == 2:
+        k, img = 0, np.asarray(arr, dtype=np.float32)
+    else:
+        raise ValueError(f"expected a CT volume or a 2D slice, got an array of shape {arr.shape}")
+    _check_slice(img)
+    if ct is not None:
+        frame = slab_frame(ct, k)
+    else:
+        dy, dx = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
+        frame = SlabFrame(float(k), img.shape[0], img.shape[1], (1.0, dy, dx), SLAB_MM)
+    nets = load_point_model(model, seed)
+    x = (downsample(img)[None, None] + 1000.0) / 2000.0
+    dev = select_device(device)
+    try:
+        moved = {key: net.to(dev) for key, net in nets.items()}
+        den, pts = _run(moved, x.to(dev))
+    except RuntimeError as exc:
+        if dev == "cpu" or not _is_oom(exc):
+            raise
+        moved = {key: net.to("cpu") for key, net in nets.items()}
+        den, pts = _run(moved, x)
+    finally:
+        for net in nets.values():
+            net.to("cpu")
+    normalised = pts[0].double().cpu().numpy()
+    points = frame.normalised_to_world(normalised, ct)
+    denoised = den[0, 0].cpu().numpy() * 2000.0 - 1000.0
+    return PointCloudPrediction(points.astype(np.float64), denoised.astype(np.float32))

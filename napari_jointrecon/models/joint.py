@@ -1,0 +1,146 @@
+"""Joint denoising + 3D point-cloud networks on a 128 x 128 slice (seed 000/001 design).
+
+``JointNet`` is the two-branch network of the design: a shared convolutional encoder, a denoising
+branch of convolutions with batch normalisation and dropout 0.3 (residual output, model scale), and
+a reconstruction branch whose last layer is one linear layer to 1000 x 3 point coordinates
+(normalised [-1, 1], z y x; see :mod:`napari_jointrecon.pointcloud`). Trained with
+1.0 MSE + 1.0 Chamfer.
+
+Variants built from the same parts:
+
+* ``head="fold"``: a deformation decoder instead of the linear layer. A fixed template (the mean
+  training shape) is moved point by point by a shared MLP that sees the image's global feature and
+  the template point (FoldingNet-style), so the output is a smooth deformation of a plausible shape;
+* ``denoise=False``: the point regressor of the sequential baseline (encoder + point head);
+* ``head=None``: the denoiser of the sequential baseline (encoder + denoising branch).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["JointNet", "INPUT_SIZE", "N_POINTS"]
+
+INPUT_SIZE = 128
+N_POINTS = 1000
+
+
+def _cbr(cin: int, cout: int, stride: int = 1, dropout: float = 0.0) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+              nn.ReLU(inplace=True)]
+    if dropout:
+        layers.append(nn.Dropout2d(dropout))
+    return nn.Sequential(*layers)
+
+
+class SharedEncoder(nn.Module):
+    """128 -> 64 -> 32 pixels; returns the features at every scale (for the denoising branch)."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.s1 = nn.Sequential(_cbr(1, width), _cbr(width, width))
+        self.s2 = nn.Sequential(_cbr(width, 2 * width, stride=2), _cbr(2 * width, 2 * width))
+        self.s3 = nn.Sequential(_cbr(2 * width, 3 * width, stride=2), _cbr(3 * width, 3 * width))
+
+    def forward(self, x):
+        f1 = self.s1(x)
+        f2 = self.s2(f1)
+        f3 = self.s3(f2)
+        return f1, f2, f3
+
+
+class DenoiseBranch(nn.Module):
+    """Convolutions with batch normalisation and dropout 0.3, upsampling back to the input size."""
+
+    def __init__(self, width: int = 16, dropout: float = 0.3):
+        super().__init__()
+        self.up3 = _cbr(3 * width, 2 * width, dropout=dropout)
+        self.up2 = _cbr(4 * width, width, dropout=dropout)
+        self.out = nn.Sequential(_cbr(2 * width, width), nn.Conv2d(width, 1, 3, padding=1))
+
+    def forward(self, x, feats):
+        f1, f2, f3 = feats
+        y = F.interpolate(self.up3(f3), scale_factor=2, mode="bilinear", align_corners=False)
+        y = F.interpolate(self.up2(torch.cat([y, f2], 1)), scale_factor=2, mode="bilinear",
+                          align_corners=False)
+        return x + self.out(torch.cat([y, f1], 1))
+
+
+class GlobalFeature(nn.Module):
+    """32 x 32 features -> a 256-vector (16 channels on a 4 x 4 grid: keeps where things are)."""
+
+    def __init__(self, width: int = 16, channels: int = 16):
+        super().__init__()
+        self.reduce = _cbr(3 * width, channels, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.dim = channels * 16
+
+    def forward(self, f3):
+        return self.pool(self.reduce(f3)).flatten(1)
+
+
+class LinearPointHead(nn.Module):
+    """The design's reconstruction branch: one linear layer to ``n_points`` x 3."""
+
+    def __init__(self, dim: int, n_points: int = N_POINTS):
+        super().__init__()
+        self.n_points = n_points
+        self.linear = nn.Linear(dim, n_points * 3)
+
+    def forward(self, g):
+        return self.linear(g).view(-1, self.n_points, 3)
+
+
+class FoldPointHead(nn.Module):
+    """Deformation decoder: template + MLP([global feature, template point])."""
+
+    def __init__(self, dim: int, n_points: int = N_POINTS, hidden: int = 128):
+        super().__init__()
+        self.register_buffer("template", torch.zeros(n_points, 3))
+        self.mlp = nn.Sequential(
+            nn.Conv1d(dim + 3, hidden, 1), nn.ReLU(inplace=True),
+            nn.Conv1d(hidden, hidden, 1), nn.ReLU(inplace=True),
+            nn.Conv1d(hidden, 3, 1))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, g):
+        b, n = g.shape[0], self.template.shape[0]
+        t = self.template.t()[None].expand(b, 3, n)
+        z = torch.cat([g[:, :, None].expand(b, g.shape[1], n), t], 1)
+        return (t + self.mlp(z)).transpose(1, 2)
+
+
+class JointNet(nn.Module):
+    """Input ``(B, 1, 128, 128)`` in model scale; returns ``(denoised or None, points or None)``."""
+
+    def __init__(self, *, head: str | None = "linear", denoise: bool = True, width: int = 16,
+                 n_points: int = N_POINTS):
+        super().__init__()
+        if head not in ("linear", "fold", None):
+            raise ValueError(f"unknown point head {head!r}")
+        if head is None and not denoise:
+            raise ValueError("a network needs a denoising branch, a point head, or both")
+        self.head_kind = head
+        self.encoder = SharedEncoder(width)
+        self.denoise = DenoiseBranch(width) if denoise else None
+        if head is not None:
+            self.feature = GlobalFeature(width)
+            self.points = (LinearPointHead if head == "linear" else FoldPointHead)(self.feature.dim, n_points)
+        else:
+            self.feature = self.points = None
+
+    def set_template(self, template: torch.Tensor) -> None:
+        if isinstance(self.points, FoldPointHead):
+            self.points.template.copy_(template)
+        elif isinstance(self.points, LinearPointHead):  # start from the mean shape
+            with torch.no_grad():
+                self.points.linear.bias.copy_(template.reshape(-1))
+
+    def forward(self, x):
+        feats = self.encoder(x)
+        den = self.denoise(x, feats) if self.denoise is not None else None
+        pts = self.points(self.feature(feats[2])) if self.points is not None else None
+        return den, pts

@@ -1,0 +1,301 @@
+"""Point clouds of a CT slice and their metrics (``../shared/EVALUATION.md``, "Point clouds").
+
+The target shape for slice ``k`` is the -500 HU iso-surface (air/tissue: body outline and lungs) of
+the patient's body inside a slab of ``SLAB_MM`` centred on the slice, from
+:func:`skimage.measure.marching_cubes` with the voxel spacing. Objects outside the body (the table,
+cables) are dropped: only the largest connected region above -500 HU is kept.
+
+**Slab thickness: 16 mm** (9 slices at 2 mm). Thick enough to give the surface a real 3D extent
+that still follows from a single slice (the trunk changes little over +-8 mm), and thin enough that
+every slab of the chest series stays inside its own split (test slabs are 21 slices, validation 15,
+with 10 mm gaps), so no training target overlaps a validation or test slab.
+
+Coordinates come in three frames, all in napari's (z, y, x) order:
+
+* voxel indices of the volume (fractional);
+* normalised ``[-1, 1]`` per axis: y and x by the image field of view (the image's edges are -1
+  and +1), z by the slab's half-thickness (the slice itself is 0);
+* world millimetres, through the volume's affine (:meth:`CTVolume.index_to_world`), which is where
+  napari draws a layer made with :meth:`CTVolume.layer_kwargs`.
+
+:class:`SlabFrame` converts between them. Metrics (pure torch, batched): Chamfer distance
+(squared nearest-neighbour distances, mean per direction, summed: the pytorch3d convention) on
+normalised coordinates, the same in millimetres but not squared, F-score at a distance threshold
+(Tatarchenko et al. 2019), and the earth mover's distance for small sets of equal size (scipy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .volume import CTVolume
+
+__all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "slab_frame",
+           "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
+           "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE"]
+
+SLAB_MM = 16.0
+LEVEL_HU = -500.0
+TRAIN_POINTS = 1000
+EVAL_POINTS = 10000
+#: Side of the normalised box [-1, 1]: F-score thresholds are fractions of it (1 % = 0.02).
+BOX_SIZE = 2.0
+
+
+@dataclass(frozen=True)
+class SlabFrame:
+    """The normalised frame of one slice of a volume (or of a lone 2D slice)."""
+
+    slice_index: float
+    rows: int
+    cols: int
+    spacing: tuple[float, float, float]
+    slab_mm: float = SLAB_MM
+
+    @property
+    def half_extent_mm(self) -> np.ndarray:
+        """Millimetres per normalised unit along (z, y, x)."""
+        sz, sy, sx = self.spacing
+        return np.array([self.slab_mm / 2, self.rows * sy / 2, self.cols * sx / 2])
+
+    def index_to_normalised(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.float64)
+        sz, sy, sx = self.spacing
+        out = np.empty_like(idx)
+        out[..., 0] = (idx[..., 0] - self.slice_index) * sz / (self.slab_mm / 2)
+        out[..., 1] = (idx[..., 1] - (self.rows - 1) / 2) / (self.rows / 2)
+        out[..., 2] = (idx[..., 2] - (self.cols - 1) / 2) / (self.cols / 2)
+        return out
+
+    def normalised_to_index(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        sz, sy, sx = self.spacing
+        out = np.empty_like(p)
+        out[..., 0] = self.slice_index + p[..., 0] * (self.slab_mm / 2) / sz
+        out[..., 1] = (self.rows - 1) / 2 + p[..., 1] * self.rows / 2
+        out[..., 2] = (self.cols - 1) / 2 + p[..., 2] * self.cols / 2
+        return out
+
+    def normalised_to_world(self, p: np.ndarray, ct: CTVolume | None = None) -> np.ndarray:
+        """World millimetres (z, y, x). Without a volume, the slice's own frame: voxel (k, 0, 0) at 0."""
+        idx = self.normalised_to_index(p)
+        if ct is not None:
+            return ct.index_to_world(idx)
+        return (idx - np.array([self.slice_index, 0.0, 0.0])) * np.asarray(self.spacing)
+
+    def world_to_normalised(self, points: np.ndarray, ct: CTVolume | None = None) -> np.ndarray:
+        points = np.asarray(points, dtype=np.float64)
+        if ct is not None:
+            idx = ct.world_to_index(points)
+        else:
+            idx = points / np.asarray(self.spacing) + np.array([self.slice_index, 0.0, 0.0])
+        return self.index_to_normalised(idx)
+
+
+def slab_frame(ct: CTVolume, slice_index: int, slab_mm: float = SLAB_MM) -> SlabFrame:
+    return SlabFrame(float(slice_index), ct.shape[1], ct.shape[2],
+                     tuple(float(s) for s in ct.spacing), float(slab_mm))
+
+
+def _slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: float) -> tuple[int, int]:
+    half = int(round(slab_mm / 2 / spacing_z))
+    lo, hi = slice_index - half, slice_index + half
+    if not 0 <= slice_index < n_slices:
+        raise ValueError(f"slice {slice_index} is outside the volume (0-{n_slices - 1})")
+    if lo < 0 or hi >= n_slices:
+        raise ValueError(
+            f"the {slab_mm:g} mm slab around slice {slice_index} needs slices {lo}-{hi}, but the "
+            f"volume has 0-{n_slices - 1}: choose a slice at least {half} slices from either end")
+    return lo, hi
+
+
+def surface_mesh(hu: np.ndarray, spacing, slice_index: int, *, slab_mm: float = SLAB_MM,
+                 level: float = LEVEL_HU) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (in voxel indices of ``hu``, z y x) and faces of the body's iso-surface in the slab."""
+    from scipy import ndimage
+    from skimage.measure import marching_cubes
+
+    hu = np.asarray(hu)
+    if hu.ndim != 3:
+        raise ValueError(f"a point cloud needs a 3D volume, got an array of shape {hu.shape}")
+    lo, hi = _slab_bounds(hu.shape[0], int(slice_index), float(spacing[0]), slab_mm)
+    slab = np.asarray(hu[lo:hi + 1], dtype=np.float32)
+    if not np.isfinite(slab).all():
+        raise ValueError("the slab contains NaN or infinite values")
+    labels, n = ndimage.label(slab > level)
+    if n == 0:
+        raise ValueError(f"no tissue above {level:g} HU in the slab around slice {slice_index}")
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    body = labels == int(np.argmax(sizes))
+    if body.sum() < 64:
+        raise ValueError(f"no body in the slab around slice {slice_index} (only {body.sum()} voxels "
+                         f"above {level:g} HU)")
+    slab = np.where(body | (slab <= level), slab, np.float32(-1000.0))
+    verts, faces, _, _ = marching_cubes(slab, level=level, spacing=tuple(float(s) for s in spacing))
+    verts = verts / np.asarray(spacing, dtype=np.float64)
+    verts[:, 0] += lo
+    return verts, faces
+
+
+def sample_surface(verts: np.ndarray, faces: np.ndarray, n: int, *, spacing=(1.0, 1.0, 1.0),
+                   seed: int = 0) -> np.ndarray:
+    """``n`` points drawn uniformly by area (measured in mm) on a triangle mesh; same frame as ``verts``."""
+    rng = np.random.default_rng(seed)
+    scale = np.asarray(spacing, dtype=np.float64)
+    tri = verts[faces] * scale
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    if not area.sum() > 0:
+        raise ValueError("the surface is empty")
+    pick = rng.choice(len(faces), size=n, p=area / area.sum())
+    u, v = rng.random((2, n))
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    a, b, c = tri[pick, 0], tri[pick, 1], tri[pick, 2]
+    return (a + u[:, None] * (b - a) + v[:, None] * (c - a)) / scale
+
+
+def surface_points(hu: np.ndarray, spacing, slice_index: int, n: int, *, seed: int = 0,
+                   slab_mm: float = SLAB_MM) -> np.ndarray:
+    """``n`` points on the slab's iso-surface, normalised to [-1, 1] (z, y, x)."""
+    verts, faces = surface_mesh(hu, spacing, slice_index, slab_mm=slab_mm)
+    idx = sample_surface(verts, faces, n, spacing=spacing, seed=seed)
+    frame = SlabFrame(float(slice_index), hu.shape[1], hu.shape[2], tuple(map(float, spacing)), slab_mm)
+    return frame.index_to_normalised(idx)
+
+
+def reference_point_cloud(ct: CTVolume, slice_index: int, n_points: int = EVAL_POINTS, *,
+                          seed: int = 0, slab_mm: float = SLAB_MM) -> np.ndarray:
+    """``(n_points, 3)`` points in world millimetres (z, y, x) on the -500 HU surface of the slab."""
+    if not isinstance(ct, CTVolume):
+        raise TypeError("reference_point_cloud needs a CTVolume (its geometry places the points)")
+    verts, faces = surface_mesh(ct.hu, ct.spacing, slice_index, slab_mm=slab_mm)
+    return ct.index_to_world(sample_surface(verts, faces, int(n_points), spacing=ct.spacing, seed=seed))
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+def _as_batch(x):
+    import torch
+
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x
+    if t.ndim == 2:
+        t = t[None]
+    if t.ndim != 3 or t.shape[-1] != 3:
+        raise ValueError(f"point sets must be (N, 3) or (B, N, 3), got {tuple(t.shape)}")
+    return t.float()
+
+
+def _nearest(a, b, chunk: int = 2048):
+    """Indices of the nearest neighbours: of each point of ``a`` in ``b`` and of each of ``b`` in ``a``.
+
+    One pass over the (chunked) matrix of squared distances |a|^2 + |b|^2 - 2 a.b, without
+    gradients; the distances themselves are then recomputed exactly for the matched pairs, so the
+    backward pass touches only N + M pairs (far cheaper than differentiating through the matrix).
+    """
+    import torch
+
+    with torch.no_grad():
+        bb = (b * b).sum(-1)[:, None, :]
+        best_ba = torch.full(b.shape[:2], float("inf"), dtype=a.dtype)
+        idx_ba = torch.zeros(b.shape[:2], dtype=torch.long)
+        idx_ab = []
+        for i in range(0, a.shape[1], chunk):
+            ai = a[:, i:i + chunk]
+            d2 = torch.baddbmm(bb, ai, b.transpose(1, 2), alpha=-2)
+            d2 += (ai * ai).sum(-1)[..., None]
+            idx_ab.append(d2.argmin(dim=2))
+            v, j = d2.min(dim=1)
+            better = v < best_ba
+            best_ba = torch.where(better, v, best_ba)
+            idx_ba = torch.where(better, j + i, idx_ba)
+    return torch.cat(idx_ab, dim=1), idx_ba
+
+
+def _gather(points, idx):
+    return points.gather(1, idx[..., None].expand(-1, -1, 3))
+
+
+def _pair_distances(a, b, *, squared: bool):
+    """Nearest-neighbour distances a->b (B, N) and b->a (B, M)."""
+    idx_ab, idx_ba = _nearest(a, b)
+    d_ab = ((a - _gather(b, idx_ab)) ** 2).sum(-1)
+    d_ba = ((b - _gather(a, idx_ba)) ** 2).sum(-1)
+    if not squared:
+        d_ab, d_ba = d_ab.sqrt(), d_ba.sqrt()
+    return d_ab, d_ba
+
+
+def chamfer_distance(a, b, *, squared: bool = True, scale=None):
+    """Chamfer distance per batch item: mean NN distance a->b plus mean NN distance b->a.
+
+    ``squared=True`` (the training loss and the normalised metric) squares the distances first.
+    ``scale`` (3 numbers) multiplies the coordinates first, e.g. :attr:`SlabFrame.half_extent_mm` to
+    turn normalised coordinates into millimetres. Accepts torch tensors (differentiable) or arrays;
+    returns a tensor of shape (B,).
+    """
+    import torch
+
+    a, b = _as_batch(a), _as_batch(b)
+    if a.shape[1] == 0 or b.shape[1] == 0:
+        raise ValueError("Chamfer distance of an empty point set")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"batch sizes differ: {a.shape[0]} and {b.shape[0]}")
+    if scale is not None:
+        s = torch.as_tensor(np.asarray(scale, dtype=np.float32))
+        a, b = a * s, b * s
+    d_ab, d_ba = _pair_distances(a, b, squared=squared)
+    return d_ab.mean(dim=1) + d_ba.mean(dim=1)
+
+
+def _nearest_distances_mm(a_mm: np.ndarray, b_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-neighbour distances (not squared) of two point sets already in mm: a->b and b->a."""
+    import torch
+
+    with torch.no_grad():
+        d_ab, d_ba = _pair_distances(_as_batch(a_mm), _as_batch(b_mm), squared=False)
+    return d_ab[0].numpy().astype(np.float64), d_ba[0].numpy().astype(np.float64)
+
+
+def f_score(pred, ref, threshold: float):
+    """F-score at ``threshold`` (precision: predicted points near the reference; recall: the converse)."""
+    import torch
+
+    pred, ref = _as_batch(pred), _as_batch(ref)
+    with torch.no_grad():
+        d_pr, d_rp = _pair_distances(pred, ref, squared=False)
+    precision = (d_pr < threshold).float().mean(dim=1)
+    recall = (d_rp < threshold).float().mean(dim=1)
+    denom = precision + recall
+    return torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-12), torch.zeros_like(denom))
+
+
+def earth_movers_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean matched distance of the optimal one-to-one assignment (equal sizes; small sets only)."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError(f"EMD needs two (N, 3) sets of equal size, got {a.shape} and {b.shape}")
+    if len(a) > 5000:
+        raise ValueError(f"EMD is for small sets (at most 5000 points), got {len(a)}")
+    cost = cdist(a, b)
+    rows, cols = linear_sum_assignment(cost)
+    return float(cost[rows, cols].mean())
+
+
+def point_metrics(pred_normalised: np.ndarray, ref_normalised: np.ndarray,
+                  frame: SlabFrame | None = None) -> dict[str, float]:
+    """Chamfer (normalised, squared), Chamfer in mm (with a frame), F-score at 1 % and 5 % of the box."""
+    out = {
+        "chamfer": float(chamfer_distance(pred_normalised, ref_normalised)[0]),
+        "f1": float(f_score(pred_normalised, ref_normalised, 0.01 * BOX_SIZE)[0]),
+        "f5": float(f_score(pred_normalised, ref_normalised, 0.05 * BOX_SIZE)[0]),
+    }
+    if frame is not None:
+        out["chamfer_mm"] = float(chamfer_distance(pred_normalised, ref_normalised, squared=False,
+                                                   scale=frame.half_extent_mm)[0])
+    return out

@@ -1,0 +1,226 @@
+"""Compare before/after dock widget: side by side, blend, swipe and difference, window kept in sync.
+
+* **side by side**: napari's grid (one camera and one slice position for both, so they stay linked);
+* **blend**: the "after" layer on top with an opacity slider (0 = before, 1 = after) and a toggle;
+* **swipe**: a curtain across the displayed slice. Left of it: "after"; right: "before". Only the
+  displayed slice is touched: a one-slice layer holds the left part of the after slice and is
+  re-cut when the curtain or the slice moves (never a copy of the volume);
+* **difference**: a layer after - before in a diverging colormap (blue: darker after, red: brighter).
+
+The window/level of before, after and the swipe layer are linked (napari's ``link_layers``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton
+
+from ._common import connect_layer_events, ct_layer_problem, current_slice, layer_choices
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["CompareWidget", "MODES"]
+
+MODES = [("side by side", "side"), ("blend", "blend"), ("swipe", "swipe"), ("difference", "difference")]
+SWIPE_NAME = "swipe (after | before)"
+
+
+class CompareWidget(Container):
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=False)
+        self._viewer = napari_viewer
+        self._linked: tuple = ()
+        self._swipe_layer = None
+        self._diff_layer = None
+        self.swipe_times: list[float] = []
+        self.before_box = ComboBox(label="Before", choices=self._choices, nullable=True)
+        self.after_box = ComboBox(label="After", choices=self._choices, nullable=True)
+        self.mode_box = ComboBox(label="Mode", choices=MODES, value="side")
+        self.slider = FloatSlider(label="Blend / curtain", value=0.5, min=0.0, max=1.0, step=0.01)
+        self.toggle_button = PushButton(text="Toggle before / after")
+        self.apply_button = PushButton(text="Compare")
+        self.status = Label(value="")
+        self.extend([
+            Container(widgets=[self.before_box, self.after_box, self.mode_box, self.slider], labels=True),
+            Container(widgets=[self.apply_button, self.toggle_button], layout="horizontal", labels=False),
+            self.status,
+        ])
+        self.apply_button.changed.connect(self.apply)
+        self.mode_box.changed.connect(self.apply)
+        self.slider.changed.connect(self._slider_moved)
+        self.toggle_button.changed.connect(self.toggle)
+        napari_viewer.dims.events.current_step.connect(self._slice_moved)
+        connect_layer_events(napari_viewer, self.reset_choices)
+        self.reset_choices()
+
+    def _choices(self, _widget=None):
+        return [(n, layer) for n, layer in layer_choices(self._viewer)
+                if not ct_layer_problem(layer) and layer is not self._swipe_layer
+                and layer is not self._diff_layer]
+
+    def reset_choices(self, *_):
+        super().reset_choices()
+        images = [layer for _, layer in self._choices()]
+        if self.after_box.value is None and images:
+            denoised = [layer for layer in images if "denoise" in layer.metadata]
+            self.after_box.value = denoised[0] if denoised else images[0]
+        if self.before_box.value is None and len(images) > 1:
+            after = self.after_box.value
+            source = after.metadata.get("denoise", {}).get("input") if after is not None else None
+            match = [layer for layer in images if layer.name == source]
+            self.before_box.value = match[0] if match else next(l for l in images if l is not after)
+
+    def _say(self, text: str) -> None:
+        self.status.value = text
+
+    def _pair(self):
+        before, after = self.before_box.value, self.after_box.value
+        if before is None or after is None:
+            self._say("Choose a 'before' and an 'after' layer.")
+            return None
+        if before is after:
+            self._say("'Before' and 'after' are the same layer.")
+            return None
+        if before.ndim != after.ndim:
+            self._say(f"'{before.name}' is {before.ndim}D and '{after.name}' is {after.ndim}D.")
+            return None
+        return before, after
+
+    # modes ------------------------------------------------------------------------------------
+    def apply(self, *_) -> str | None:
+        """Show the chosen mode; returns it (None when the layers cannot be compared)."""
+        pair = self._pair()
+        if pair is None:
+            return None
+        before, after = pair
+        self._link(before, after)
+        self._remove_swipe()
+        mode = self.mode_box.value
+        viewer = self._viewer
+        viewer.grid.enabled = mode == "side"
+        for layer in viewer.layers:
+            if layer._type_string == "image" and layer not in (before, after, self._diff_layer):
+                layer.visible = False
+        before.visible, after.visible = True, True
+        after.opacity = 1.0
+        if self._diff_layer is not None and self._diff_layer in viewer.layers:
+            self._diff_layer.visible = mode == "difference"
+        if mode == "side":
+            viewer.grid.shape = (1, -1)
+            self._say(f"Side by side: '{before.name}' | '{after.name}' (one camera, slices linked).")
+        elif mode == "blend":
+            self._order(before, after)
+            after.opacity = float(self.slider.value)
+            self._say("Blend: slide from before (0) to after (1), or toggle.")
+        elif mode == "swipe":
+            self._order(before, after)
+            after.visible = False
+            self._update_swipe()
+            self._say("Swipe: after on the left of the curtain, before on the right.")
+        elif mode == "difference":
+            self._show_difference(before, after)
+        return mode
+
+    def _order(self, before, after) -> None:
+        layers = self._viewer.layers
+        if layers.index(after) < layers.index(before):
+            layers.move(layers.index(after), layers.index(before) + 1)
+
+    def _link(self, before, after) -> None:
+        from napari.experimental import link_layers, unlink_layers
+
+        pair = (before, after)
+        if self._linked == pair:
+            return
+        if self._linked:
+            try:
+                unlink_layers(list(self._linked), ("contrast_limits",))
+            except Exception:  # noqa: BLE001 - a removed layer was already unlinked
+                pass
+        after.contrast_limits = before.contrast_limits
+        link_layers([before, after], ("contrast_limits",))
+        self._linked = pair
+
+    def toggle(self, *_) -> None:
+        pair = self._pair()
+        if pair is None:
+            return
+        before, after = pair
+        if self.mode_box.value != "blend":
+            self.mode_box.value = "blend"
+        self.slider.value = 0.0 if self.slider.value >= 0.5 else 1.0
+
+    def _slider_moved(self, value: float) -> None:
+        mode = self.mode_box.value
+        pair = self._pair()
+        if pair is None:
+            return
+        if mode == "blend":
+            pair[1].opacity = float(value)
+        elif mode == "swipe":
+            self._update_swipe()
+
+    def _slice_moved(self, *_) -> None:
+        if self.mode_box.value == "swipe" and self._swipe_layer is not None:
+            self._update_swipe()
+
+    # swipe ------------------------------------------------------------------------------------
+    def _remove_swipe(self) -> None:
+        layer, self._swipe_layer = self._swipe_layer, None
+        if layer is not None and layer in self._viewer.layers:
+            self._viewer.layers.remove(layer)
+
+    def _update_swipe(self) -> None:
+        """Re-cut the curtain layer from the displayed slice of 'after' (cost: one slice)."""
+        t0 = time.perf_counter()
+        pair = self._pair()
+        if pair is None:
+            return
+        before, after = pair
+        k = current_slice(self._viewer, after) if after.ndim == 3 else 0
+        plane = np.asarray(after.data[k]) if after.ndim == 3 else np.asarray(after.data)
+        cut = max(1, int(round(float(self.slider.value) * plane.shape[-1])))
+        part = plane[None, :, :cut] if after.ndim == 3 else plane[:, :cut]
+        translate = np.array(after.translate, dtype=float)
+        if after.ndim == 3:
+            translate[0] += k * float(after.scale[0])
+        layer = self._swipe_layer
+        if layer is None or layer not in self._viewer.layers:
+            layer = self._viewer.add_image(
+                part, name=SWIPE_NAME, scale=tuple(after.scale), translate=tuple(translate),
+                affine=np.asarray(after.affine.affine_matrix), colormap=after.colormap.name,
+                contrast_limits=tuple(before.contrast_limits), metadata={"swipe_of": after.name})
+            self._swipe_layer = layer
+            before.events.contrast_limits.connect(self._swipe_window)
+        else:
+            layer.translate = tuple(translate)
+            layer.data = part
+            layer.contrast_limits = tuple(before.contrast_limits)
+        self.swipe_times.append(time.perf_counter() - t0)
+
+    def _swipe_window(self, *_) -> None:
+        pair = self._pair()
+        if self._swipe_layer is not None and pair is not None:
+            self._swipe_layer.contrast_limits = tuple(pair[0].contrast_limits)
+
+    # difference -------------------------------------------------------------------------------
+    def _show_difference(self, before, after) -> None:
+        if before.data.shape != after.data.shape:
+            self._say(f"Shapes differ ({before.data.shape} vs {after.data.shape}): denoise the whole "
+                      "volume to see a difference layer.")
+            return
+        diff = np.asarray(after.data, dtype=np.float32) - np.asarray(before.data, dtype=np.float32)
+        name = f"{after.name} − {before.name}"
+        if self._diff_layer is not None and self._diff_layer in self._viewer.layers:
+            self._viewer.layers.remove(self._diff_layer)
+        spread = float(np.percentile(np.abs(diff), 99.5)) or 1.0
+        self._diff_layer = self._viewer.add_image(
+            diff, name=name, scale=tuple(after.scale), translate=tuple(after.translate),
+            affine=np.asarray(after.affine.affine_matrix), colormap="bwr",
+            contrast_limits=(-spread, spread), metadata={"difference_of": (after.name, before.name)})
+        before.visible = after.visible = False
+        self._say(f"Difference after − before: ±{spread:.0f} HU (99.5th percentile); blue = darker after.")

@@ -1,0 +1,262 @@
+"""Denoise dock widget: input layer, dose, model, device, scope; Run / Cancel with progress.
+
+The work runs in a napari thread worker around :func:`napari_jointrecon.inference.iter_denoise`,
+which yields after every batch of slices: the progress bar moves, Cancel takes effect at the next
+batch, and the viewer keeps responding. The result becomes a new layer at the input's place (scale,
+translate, affine), with its window, named after the model and dose; a cancelled run adds nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+
+from ..dose import DOSE_LEVELS
+from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices,
+                      layer_volume, notify_error, result_layer_kwargs)
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["DenoiseWidget", "device_choices", "model_hint"]
+
+SCOPES = [("current slice", "slice"), ("slab around the slice", "slab"), ("whole volume", "volume")]
+
+
+def device_choices(cuda: bool, mps: bool) -> list[tuple[str, str]]:
+    """Device entries, saying which exist here (a pure function: the tests pass the availability)."""
+    auto = "cuda" if cuda else "mps" if mps else "cpu"
+    return [(f"auto ({auto})", "auto"),
+            ("cuda" + ("" if cuda else " (not available)"), "cuda"),
+            ("mps" + ("" if mps else " (not available)"), "mps"),
+            ("cpu", "cpu")]
+
+
+def model_hint(card: dict) -> str:
+    """One line from a model card: what it is, its measured quality and speed."""
+    parts = [card.get("title", card["name"])]
+    res = (card.get("results") or {}).get("chest_test", {})
+    if "25%" in res and "10%" in res:
+        parts.append(f"chest test PSNR {res['10%']['psnr'][0]:.1f} / {res['25%']['psnr'][0]:.1f} dB at 10 / 25 %")
+    speed = (card.get("speed") or {}).get("slices_per_s_512_2threads")
+    if speed:
+        parts.append(f"{speed:.1f} slices/s (512², 2 CPU threads)")
+    if card.get("kind") == "classical":
+        parts.append("classical, CPU")
+    return "; ".join(parts)
+
+
+class DenoiseWidget(Container):
+    """Run a registered denoiser on a CT layer without blocking the viewer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        from ..inference import _cuda_available, _mps_available
+        from ..models.registry import list_models
+
+        super().__init__(labels=False)
+        self._viewer = napari_viewer
+        self._worker = None
+        self._cancelled = False
+        self._cards = {c["name"]: c for c in list_models()}
+        self._cuda, self._mps = _cuda_available(), _mps_available()
+        default = next(name for name, c in self._cards.items() if c["default"])
+        self.layer_box = ComboBox(label="Input", choices=self._layer_choices, nullable=True)
+        self.dose_box = ComboBox(label="Dose", value=0.25, choices=[("estimate from the image", "estimate")]
+                                 + [(f"{d * 100:g} %", d) for d in DOSE_LEVELS])
+        self.model_box = ComboBox(label="Model", value=default, choices=[
+            (f"{name}{' (default)' if c['default'] else ''} · {c['kind']}", name) for name, c in self._cards.items()])
+        self.device_box = ComboBox(label="Device", choices=device_choices(self._cuda, self._mps), value="auto")
+        self.scope_box = ComboBox(label="Scope", choices=SCOPES, value="volume")
+        self.slab_spin = SpinBox(label="Slab ± slices", value=5, min=1, max=200)
+        self.hint = Label(value="")
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=1, label="Progress")
+        self.status = Label(value="")
+        self.extend([
+            Container(widgets=[self.layer_box, self.dose_box, self.model_box, self.device_box,
+                               self.scope_box, self.slab_spin], labels=True),
+            self.hint,
+            Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
+            self.progress,
+            self.status,
+        ])
+        for w in (self.layer_box, self.dose_box, self.model_box, self.device_box, self.scope_box):
+            w.changed.connect(self._refresh)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        connect_layer_events(napari_viewer, self.reset_choices)
+        self.reset_choices()
+        self._refresh()
+
+    # state ------------------------------------------------------------------------------------
+    def _layer_choices(self, _widget=None):
+        return layer_choices(self._viewer, kinds=("image", "labels", "points", "shapes", "surface"))
+
+    def reset_choices(self, *_):
+        super().reset_choices()
+        if self.layer_box.value is None:
+            images = [layer for _, layer in layer_choices(self._viewer) if not ct_layer_problem(layer)]
+            if images:
+                self.layer_box.value = images[0]
+        self._refresh()
+
+    def problem(self) -> str:
+        """Why Run is disabled ("" when it is enabled)."""
+        layer = self.layer_box.value
+        issue = ct_layer_problem(layer, need_volume=self.scope_box.value != "slice")
+        if issue:
+            return issue
+        device = self.device_box.value
+        if device == "cuda" and not self._cuda:
+            return "CUDA is not available on this machine: choose auto or cpu."
+        if device == "mps" and not self._mps:
+            return "Apple MPS is not available on this machine: choose auto or cpu."
+        return ""
+
+    def _refresh(self, *_):
+        card = self._cards.get(self.model_box.value)
+        self.hint.value = model_hint(card) if card else ""
+        self.slab_spin.visible = self.scope_box.value == "slab"
+        busy = self._worker is not None
+        issue = self.problem()
+        self.run_button.enabled = not busy and not issue
+        self.run_button.tooltip = issue or "Denoise the chosen slices"
+        if not busy:
+            self._say(issue or "Ready.")
+
+    def _say(self, text: str) -> None:
+        self.status.value = text
+        self.status.tooltip = text
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    # actions ----------------------------------------------------------------------------------
+    def _slices(self, layer) -> tuple[int, int]:
+        if layer.ndim == 2:
+            return 0, 1
+        n = layer.data.shape[0]
+        scope = self.scope_box.value
+        if scope == "volume":
+            return 0, n
+        k = current_slice(self._viewer, layer)
+        half = 0 if scope == "slice" else int(self.slab_spin.value)
+        return max(0, k - half), min(n, k + half + 1)
+
+    def run(self, *_):
+        """Start denoising; returns the worker (None when refused, with the reason in the status)."""
+        from napari.qt.threading import create_worker
+
+        if self._worker is not None:
+            self._say("A denoising run is already going: wait for it or press Cancel.")
+            from napari.utils.notifications import show_info
+
+            show_info(self.status.value)
+            return None
+        issue = self.problem()
+        if issue:
+            self._say(issue)
+            return None
+        layer = self.layer_box.value
+        try:
+            volume = layer_volume(layer)
+        except Exception as exc:  # noqa: BLE001 - any unreadable layer is reported, not raised
+            self._say(f"Cannot use '{layer.name}': {exc}")
+            return None
+        k0, k1 = self._slices(layer)
+        hu = volume.hu[k0:k1] if layer.ndim == 3 else volume.hu[0]
+        dose = self.dose_box.value
+        note = ""
+        if dose == "estimate":
+            from ..dose import estimate_dose
+
+            dose, raw = estimate_dose(hu)
+            note = f" (estimated from the noise: ≈{raw * 100:.0f} %, using {dose * 100:g} %)"
+        model, device = self.model_box.value, self.device_box.value
+        total = hu.shape[0] if hu.ndim == 3 else 1
+        self.progress.max, self.progress.value = total, 0
+        self._cancelled = False
+        self._say(f"Denoising {total} slice(s) of '{layer.name}' with {model} at {dose * 100:g} %{note} ...")
+        info = {"model": model, "dose": dose, "input": layer.name, "first_slice": k0, "slices": total,
+                "started": time.perf_counter()}
+        worker = create_worker(
+            _denoise_job, hu, model, dose, device, _start_thread=False,
+            _connect={"yielded": self._on_progress,
+                      "returned": lambda result: self._on_result(layer, result, info),
+                      "errored": self._on_error, "finished": self._on_finished},
+        )
+        self._worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        worker.start()
+        return worker
+
+    def cancel(self, *_):
+        if self._worker is None:
+            return
+        self._cancelled = True
+        self._say("Cancelling after the current batch ...")
+        self._worker.quit()
+
+    def _on_progress(self, p) -> None:
+        self.progress.max = p.total
+        self.progress.value = p.done
+        text = f"{p.done}/{p.total} slices on {p.device}"
+        if p.message:
+            from napari.utils.notifications import show_warning
+
+            show_warning(p.message)
+            text += f" ({p.message})"
+        self._say(text)
+
+    def _on_result(self, layer, result, info) -> None:
+        if self._cancelled:
+            return
+        hu, device = result
+        seconds = time.perf_counter() - info.pop("started")
+        info.update(device=device, seconds=round(seconds, 3))
+        name = f"{info['input']} · {info['model']} {info['dose'] * 100:g}%"
+        kwargs = result_layer_kwargs(layer, name=name, first_slice=info["first_slice"],
+                                     metadata={"denoise": info})
+        if layer.ndim == 3 and hu.ndim == 2:
+            hu = hu[None]
+        self._viewer.add_image(hu, **kwargs)
+        self._say(f"Added '{name}': {info['slices']} slice(s) in {seconds:.1f} s on {device}.")
+
+    def _on_error(self, exc: Exception) -> None:
+        text = f"Denoising failed: {exc}"
+        self._say(text)
+        notify_error(text)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.cancel_button.enabled = False
+        if self._cancelled:
+            self.progress.value = 0
+            self._say("Cancelled: nothing was added.")
+        self._refresh_buttons()
+
+    def _refresh_buttons(self) -> None:
+        issue = self.problem()
+        self.run_button.enabled = not issue
+
+
+def _denoise_job(hu, model: str, dose: float, device: str):
+    """Generator run in the worker thread: yields Progress per batch, returns (HU, device used)."""
+    from ..inference import iter_denoise
+
+    gen = iter_denoise(hu, model=model, dose=dose, device=device)
+    last = "cpu"
+    try:
+        while True:
+            p = next(gen)
+            last = p.device
+            yield p
+    except StopIteration as stop:
+        return stop.value, last
+    finally:
+        gen.close()

@@ -1,0 +1,158 @@
+"""3D point cloud dock widget: run the joint model on the current slice and show the cloud in 3D.
+
+The prediction (:func:`napari_jointrecon.predict_point_cloud`) is in world millimetres, the frame
+napari draws the CT layer in (scale/translate/affine), so the Points layer needs no transform of
+its own. Optionally the reference cloud (the -500 HU surface of the volume around the slice) is
+added too, and the prediction is coloured by each point's distance to it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
+
+from ..dose import DOSE_LEVELS
+from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices, layer_volume,
+                      notify_error)
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["PointCloudWidget"]
+
+
+class PointCloudWidget(Container):
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        from ..joint import POINT_MODELS
+
+        super().__init__(labels=False)
+        self._viewer = napari_viewer
+        self._worker = None
+        self.layer_box = ComboBox(label="CT", choices=self._choices, nullable=True)
+        self.dose_box = ComboBox(label="Dose", choices=[(f"{d * 100:g} %", d) for d in DOSE_LEVELS] + [("100 %", 1.0)],
+                                 value=0.25)
+        self.model_box = ComboBox(label="Model", choices=list(POINT_MODELS), value="joint")
+        self.view_box = ComboBox(label="Volume as", value="plane",
+                                 choices=[("the slice as a plane", "plane"), ("a rendering (MIP)", "mip")])
+        self.reference_check = CheckBox(text="Add the reference cloud (-500 HU surface)", value=True)
+        self.distance_check = CheckBox(text="Colour by distance to the reference", value=True)
+        self.run_button = PushButton(text="Predict point cloud")
+        self.status = Label(value="")
+        self.extend([
+            Container(widgets=[self.layer_box, self.dose_box, self.model_box, self.view_box], labels=True),
+            self.reference_check, self.distance_check, self.run_button, self.status,
+        ])
+        self.run_button.changed.connect(self.run)
+        self.layer_box.changed.connect(self._refresh)
+        connect_layer_events(napari_viewer, self.reset_choices)
+        self.reset_choices()
+
+    def _choices(self, _widget=None):
+        return layer_choices(self._viewer)
+
+    def reset_choices(self, *_):
+        super().reset_choices()
+        if self.layer_box.value is None:
+            good = [layer for _, layer in self._choices() if not ct_layer_problem(layer, need_volume=True)]
+            if good:
+                self.layer_box.value = good[0]
+        self._refresh()
+
+    def problem(self) -> str:
+        return ct_layer_problem(self.layer_box.value, need_volume=True)
+
+    def _refresh(self, *_):
+        issue = self.problem()
+        self.run_button.enabled = not issue and self._worker is None
+        self.run_button.tooltip = issue or "Predict the cloud of the displayed slice"
+        if self._worker is None:
+            self.status.value = issue or "Ready: the displayed slice will be used."
+
+    def run(self, *_):
+        from napari.qt.threading import create_worker
+
+        if self._worker is not None:
+            self.status.value = "A prediction is already running."
+            return None
+        issue = self.problem()
+        if issue:
+            self.status.value = issue
+            return None
+        layer = self.layer_box.value
+        volume = layer_volume(layer)
+        k = current_slice(self._viewer, layer)
+        args = (volume, k, float(self.dose_box.value), self.model_box.value, bool(self.reference_check.value))
+        self.status.value = f"Predicting the cloud of slice {k} with {self.model_box.value} ..."
+        self.run_button.enabled = False
+        worker = create_worker(_predict_job, *args, _start_thread=False,
+                               _connect={"returned": lambda r: self._show(layer, k, r),
+                                         "errored": self._failed, "finished": self._done})
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _show(self, layer, k: int, result) -> None:
+        pred, reference, seconds, device, note = result
+        name = f"{layer.name} · {self.model_box.value} cloud, slice {k}"
+        features, face = None, "#ffb000"
+        meta = {"pointcloud": {"model": self.model_box.value, "slice": k, "source": layer.name,
+                               "seconds": seconds, "device": device}}
+        if reference is not None:
+            from ..pointcloud import _nearest_distances_mm
+
+            d_pred, d_ref = _nearest_distances_mm(pred.points, reference)
+            meta["pointcloud"].update(chamfer_mm=float(d_pred.mean() + d_ref.mean()))
+            self._viewer.add_points(reference, name=f"{layer.name} · reference, slice {k}", size=1.2,
+                                    face_color="#3fa9f5", border_width=0, opacity=0.6,
+                                    metadata={"pointcloud": {"reference": True, "slice": k, "source": layer.name}})
+            if self.distance_check.value:
+                features = {"distance_mm": d_pred}
+                face = {"feature": "distance_mm", "colormap": "plasma",
+                        "contrast_limits": (0.0, max(float(np.percentile(d_pred, 98)), 1.0))}
+        points = self._viewer.add_points(pred.points, name=name, size=2.5, border_width=0,
+                                         features=features, face_color=face, metadata=meta)
+        self._viewer.dims.ndisplay = 3
+        if self.view_box.value == "plane":
+            layer.depiction = "plane"
+            layer.plane.position = (float(k), layer.data.shape[1] / 2, layer.data.shape[2] / 2)
+            layer.plane.normal = (1.0, 0.0, 0.0)
+        else:
+            layer.depiction = "volume"
+            layer.rendering = "mip"
+        layer.visible = True
+        self._viewer.camera.angles = (-20.0, 35.0, 75.0)
+        self._viewer.reset_view()
+        text = f"{len(pred.points)} points in {seconds * 1000:.0f} ms on {device}"
+        if "chamfer_mm" in meta["pointcloud"]:
+            text += f"; Chamfer to the reference {meta['pointcloud']['chamfer_mm']:.1f} mm"
+        self.status.value = text + (f". {note}" if note else "")
+        return points
+
+    def _failed(self, exc: Exception) -> None:
+        text = f"Point cloud failed: {exc}"
+        self.status.value = text
+        notify_error(text)
+
+    def _done(self) -> None:
+        self._worker = None
+        self.run_button.enabled = not self.problem()
+
+
+def _predict_job(volume, k: int, dose: float, model: str, with_reference: bool):
+    from ..inference import select_device
+    from ..joint import predict_point_cloud
+    from ..pointcloud import reference_point_cloud
+
+    t0 = time.perf_counter()
+    pred = predict_point_cloud(volume, slice_index=k, dose=dose, model=model)
+    seconds = time.perf_counter() - t0
+    reference, note = None, ""
+    if with_reference:
+        try:
+            reference = reference_point_cloud(volume, k, 10000)
+        except ValueError as exc:  # e.g. a slice too near the end for a full slab
+            note = f"No reference cloud: {exc}"
+    return pred, reference, seconds, select_device("auto"), note

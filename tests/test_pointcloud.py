@@ -1,0 +1,262 @@
+"""Point clouds: metrics on analytic shapes, frames and their inverse maps, surfaces, the joint models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import napari_jointrecon as nj
+from napari_jointrecon import pointcloud as pc
+from napari_jointrecon.cli import main as cli_main
+
+
+def _sphere(n: int, r: float, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, 3))
+    return r * v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+def test_chamfer_of_concentric_spheres_is_twice_the_squared_gap():
+    a = _sphere(800, 1.0)
+    b = a * 1.25  # same directions: every nearest neighbour is the radial partner
+    assert pc.chamfer_distance(a, b)[0].item() == pytest.approx(2 * 0.25 ** 2, rel=1e-4)
+    assert pc.chamfer_distance(a, b, squared=False)[0].item() == pytest.approx(2 * 0.25, rel=1e-4)
+    assert pc.chamfer_distance(a, a)[0].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_chamfer_matches_brute_force_batched_and_differentiable():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 700, 3, generator=g, requires_grad=True)
+    b = torch.rand(3, 2500, 3, generator=g)
+    d = torch.cdist(a.detach().double(), b.double()) ** 2
+    expected = d.min(2).values.mean(1) + d.min(1).values.mean(1)
+    got = pc.chamfer_distance(a, b)
+    assert torch.allclose(got.double(), expected, rtol=1e-4)
+    for i in range(3):  # the batch is the same as item by item
+        assert got[i].item() == pytest.approx(pc.chamfer_distance(a[i].detach(), b[i])[0].item(), rel=1e-5)
+    got.sum().backward()
+    assert a.grad is not None and torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
+def test_chamfer_in_mm_scales_each_axis():
+    a = np.zeros((1, 3))
+    b = np.array([[0.5, 0.0, 0.0]])  # half a normalised unit along z
+    assert pc.chamfer_distance(a, b, squared=False, scale=(8.0, 250.0, 250.0))[0].item() == pytest.approx(8.0)
+    b = np.array([[0.0, 0.0, 0.1]])
+    assert pc.chamfer_distance(a, b, squared=False, scale=(8.0, 250.0, 250.0))[0].item() == pytest.approx(50.0)
+
+
+def test_f_score_on_shifted_grids():
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 6)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    tau = 0.1
+    assert pc.f_score(grid, grid + [0.4 * tau, 0, 0], tau)[0].item() == pytest.approx(1.0)
+    assert pc.f_score(grid, grid + [0.15, 0, 0], tau)[0].item() == pytest.approx(0.0)
+    # half of the prediction is far away: precision 1/2, recall 1 -> F = 2/3
+    pred = np.concatenate([grid, grid + 5.0])
+    assert pc.f_score(pred, grid, tau)[0].item() == pytest.approx(2 / 3, rel=1e-5)
+
+
+def test_earth_movers_distance_of_a_translation_is_its_length():
+    a = _sphere(200, 1.0, seed=3)
+    t = np.array([0.03, -0.04, 0.0])
+    perm = np.random.default_rng(1).permutation(len(a))
+    assert pc.earth_movers_distance(a, a[perm]) == pytest.approx(0.0, abs=1e-12)
+    assert pc.earth_movers_distance(a, (a + t)[perm]) == pytest.approx(0.05, rel=1e-6)
+    with pytest.raises(ValueError, match="equal size"):
+        pc.earth_movers_distance(a, a[:10])
+
+
+def test_metrics_refuse_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        pc.chamfer_distance(np.zeros((5, 2)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="empty"):
+        pc.chamfer_distance(np.zeros((0, 3)), np.zeros((5, 3)))
+
+
+# --- frames, surfaces -----------------------------------------------------------------------------
+
+def _oblique_volume(hu: np.ndarray, spacing=(2.0, 0.8, 0.7)) -> nj.CTVolume:
+    c, s = np.cos(0.3), np.sin(0.3)
+    direction = np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])
+    return nj.CTVolume(hu, spacing=spacing, origin=(-40.0, 12.0, -7.5), direction=direction)
+
+
+def test_frame_round_trips_through_indices_and_world_mm():
+    ct = _oblique_volume(np.zeros((20, 64, 80), np.float32))
+    frame = pc.slab_frame(ct, 10)
+    p = np.random.default_rng(0).uniform(-1, 1, (500, 3))
+    assert np.allclose(frame.index_to_normalised(frame.normalised_to_index(p)), p)
+    world = frame.normalised_to_world(p, ct)
+    assert np.allclose(frame.world_to_normalised(world, ct), p)
+    # the normalised origin is the centre of the slice; the image edges are -1/+1; z +-1 is +-8 mm
+    centre = ct.index_to_world(np.array([10.0, 31.5, 39.5]))
+    assert np.allclose(frame.normalised_to_world(np.zeros((1, 3)), ct)[0], centre)
+    assert np.allclose(frame.normalised_to_index(np.array([[0, -1, 1]]))[0], [10, -0.5, 79.5])
+    top = frame.normalised_to_world(np.array([[1.0, 0, 0]]), ct)[0]
+    assert np.linalg.norm(top - centre) == pytest.approx(pc.SLAB_MM / 2)
+
+
+def test_surface_of_a_cylinder_lies_on_its_radius_inside_the_slab():
+    z, y, x = np.mgrid[0:30, 0:96, 0:96]
+    spacing = (1.0, 1.5, 1.5)
+    r_mm = 40.0
+    radius = np.hypot((y - 47.5) * 1.5, (x - 47.5) * 1.5)
+    hu = np.where(radius < r_mm, 0.0, -1000.0).astype(np.float32)
+    hu[:, 90:, :] = 200.0  # a "table" not connected to the body: dropped
+    ct = nj.CTVolume(hu, spacing=spacing)
+    pts = pc.reference_point_cloud(ct, 15, 5000)
+    assert pts.shape == (5000, 3)
+    r = np.hypot(pts[:, 1] - 47.5 * 1.5, pts[:, 2] - 47.5 * 1.5)
+    assert np.abs(r - r_mm).max() < 1.5  # within a voxel of the analytic surface
+    assert pts[:, 0].min() >= 15 - 8 - 1e-6 and pts[:, 0].max() <= 15 + 8 + 1e-6
+    assert pts[:, 0].max() - pts[:, 0].min() > 14  # spans the slab
+    # area-weighted: the points cover the cylinder evenly in angle
+    angles = np.arctan2(pts[:, 1] - 47.5 * 1.5, pts[:, 2] - 47.5 * 1.5)
+    counts = np.histogram(angles, bins=8, range=(-np.pi, np.pi))[0]
+    assert counts.min() > 0.8 * counts.mean()
+
+
+def test_surface_errors_are_clear():
+    air = nj.CTVolume(np.full((20, 64, 64), -1000, np.float32))
+    with pytest.raises(ValueError, match="no tissue"):
+        pc.reference_point_cloud(air, 10)
+    body = nj.CTVolume(np.zeros((20, 64, 64), np.float32) - 1000 + 1000 * (np.arange(64) > 10)[None, None])
+    with pytest.raises(ValueError, match="slab"):
+        pc.reference_point_cloud(body, 1)
+    with pytest.raises(TypeError):
+        pc.reference_point_cloud(np.zeros((20, 64, 64)), 10)
+
+
+def test_reference_cloud_lands_on_the_minus_500_surface_of_the_chest(shared_data):
+    from scipy.ndimage import map_coordinates
+
+    ct = nj.load_ct(shared_data / "chest-ct-dicom")
+    pts = nj.reference_point_cloud(ct, 130, 2000)
+    idx = ct.world_to_index(pts)
+    hu = map_coordinates(ct.hu, idx.T, order=1)
+    assert np.median(np.abs(hu + 500)) < 150  # on the iso-surface (trilinear, between voxels)
+    assert np.all((idx[:, 0] >= 126 - 1e-6) & (idx[:, 0] <= 134 + 1e-6))
+
+
+# --- the joint models -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chest(shared_data):
+    return nj.load_ct(shared_data / "chest-ct-dicom")
+
+
+@pytest.fixture(scope="module")
+def low_chest(chest):
+    return nj.simulate_low_dose(chest, 0.25, seed=1234)
+
+
+def test_point_models_are_shipped_with_checksums_and_cards():
+    from napari_jointrecon.joint import JOINT_WEIGHTS_DIR, load_point_model, point_model_card
+
+    card = point_model_card()
+    for name in ("joint", "joint_fold", "sequential"):
+        for seed in (0, 1, 2):
+            assert load_point_model(name, seed)
+    sizes = [f["bytes"] for f in card["files"].values()]
+    assert max(sizes) <= 10e6
+    total = sum(p.stat().st_size for p in JOINT_WEIGHTS_DIR.parent.rglob("*.pt"))
+    assert total <= 60e6
+    assert "results" in card and "10%" in card["results"]["chest_test"]
+
+
+@pytest.mark.parametrize("model", ["joint", "joint_fold", "sequential"])
+def test_trained_model_beats_the_mean_shape_on_test_slices(chest, low_chest, model):
+    from napari_jointrecon.joint import JOINT_WEIGHTS_DIR
+
+    template = torch.load(JOINT_WEIGHTS_DIR / "mean_shape.pt", weights_only=True).numpy()
+    wins = 0
+    for k in (124, 130, 136):
+        frame = pc.slab_frame(chest, k)
+        ref = frame.world_to_normalised(nj.reference_point_cloud(chest, k, 10000), chest)
+        pred = nj.predict_point_cloud(low_chest, slice_index=k, dose=0.25, model=model)
+        assert pred.points.shape == (1000, 3) and pred.denoised.shape == (128, 128)
+        mine = pc.chamfer_distance(frame.world_to_normalised(pred.points, chest), ref)[0].item()
+        floor = pc.chamfer_distance(template, ref)[0].item()
+        wins += mine < floor
+    assert wins == 3
+
+
+def test_predicted_cloud_is_placed_on_the_anatomy_in_world_mm(chest, low_chest):
+    k = 130
+    pred = nj.predict_point_cloud(low_chest, slice_index=k, dose=0.25)
+    ref = nj.reference_point_cloud(chest, k, 10000)
+    d_mm = pc.chamfer_distance(pred.points, ref, squared=False)[0].item() / 2
+    assert d_mm < 15  # mean distance to the true surface, in millimetres
+    # the same slice as a bare array (the slice's own frame) gives the same shape, shifted
+    bare = nj.predict_point_cloud(low_chest.hu[k], dose=0.25, spacing=chest.spacing[1:])
+    origin = chest.index_to_world(np.array([k, 0.0, 0.0]))
+    assert np.allclose(bare.points + origin, pred.points, atol=1e-3)
+    # the denoised slice is closer to the full dose than the low-dose input
+    from napari_jointrecon.metrics import psnr
+    from napari_jointrecon.training.joint import downsample
+
+    ref_img = downsample(chest.hu[k]).numpy()
+    low_img = downsample(low_chest.hu[k]).numpy()
+    assert psnr(pred.denoised, ref_img) > psnr(low_img, ref_img)
+
+
+def test_prediction_is_deterministic(low_chest):
+    a = nj.predict_point_cloud(low_chest, slice_index=128, dose=0.25)
+    b = nj.predict_point_cloud(low_chest, slice_index=128, dose=0.25)
+    assert np.array_equal(a.points, b.points) and np.array_equal(a.denoised, b.denoised)
+
+
+@pytest.mark.parametrize("image, match", [
+    (np.full((256, 256), -1000.0), "all air"),
+    (np.zeros((100, 256)), "at least 128"),
+    (np.where(np.eye(256) > 0, np.nan, 0.0), "NaN"),
+    (np.zeros((256, 256, 3)), "RGB"),
+    (np.zeros((4, 5, 6, 7)), "shape"),
+])
+def test_bad_input_gets_a_clear_error(image, match):
+    with pytest.raises(ValueError, match=match):
+        nj.predict_point_cloud(image, dose=0.25)
+
+
+def test_bad_dose_model_and_slice(low_chest):
+    with pytest.raises(ValueError, match="dose"):
+        nj.predict_point_cloud(low_chest, slice_index=10, dose=25)
+    with pytest.raises(KeyError, match="unknown point model"):
+        nj.predict_point_cloud(low_chest, slice_index=10, dose=0.25, model="nope")
+    with pytest.raises(ValueError, match="outside"):
+        nj.predict_point_cloud(low_chest, slice_index=500, dose=0.25)
+
+
+def test_cli_writes_ply_and_csv(tmp_path, chest_dir):
+    ply, csv = tmp_path / "cloud.ply", tmp_path / "ref.csv"
+    assert cli_main(["pointcloud", str(chest_dir), "--slice", "70", "--dose", "25", "-o", str(ply)]) == 0
+    text = ply.read_text().splitlines()
+    assert text[0] == "ply" and "element vertex 1000" in text and len(text) == 1000 + 8
+    assert cli_main(["pointcloud", str(chest_dir), "--slice", "70", "--reference", "--points", "3000",
+                     "-o", str(csv)]) == 0
+    data = np.loadtxt(csv, delimiter=",", skiprows=1)
+    assert data.shape == (3000, 3)
+    assert cli_main(["pointcloud", str(chest_dir), "--slice", "70", "-o", str(csv)]) == 2  # exists
+    assert cli_main(["pointcloud", str(chest_dir), "-o", str(tmp_path / "x.txt")]) == 2
+
+
+def test_joint_training_smoke(tmp_path):
+    from napari_jointrecon.training.joint import KINDS, JointConfig, JointData, mean_shape, train_joint
+
+    g = torch.Generator().manual_seed(0)
+    n = 6
+    clean = torch.rand(n, 128, 128, generator=g) * 0.1 + 0.45
+    data = JointData(clean=clean, low=(clean + 0.05 * torch.randn(4, 2, n, 128, 128, generator=g)),
+                     points=torch.rand(n, 1500, 3, generator=g) * 2 - 1, centres=list(range(n)),
+                     frames=[pc.SlabFrame(float(k), 512, 512, (2.0, 1.0, 1.0)) for k in range(n)])
+    val = JointData(clean=clean[:2], low=data.low[:, :1, :2], points=data.points[:2],
+                    centres=[0, 1], frames=data.frames[:2])
+    template = mean_shape(data, steps=20)
+    assert template.shape == (1000, 3)
+    for kind in KINDS:
+        summary = train_joint(kind, tmp_path / kind, train=data, val=val, template=template,
+                              config=JointConfig(steps=4, val_every=2, threads=1))
+        assert (tmp_path / kind / "weights.pt").exists()
+        assert len(summary["history"]) == 2 and summary["parameters"] > 0
