@@ -51,7 +51,7 @@ def _cmd_phantom(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    report = run_demo(args.out, args.input)
+    report = run_demo(args.out, args.input, chest=args.chest)
     print(report.read_text())
     print(f"report and screenshots in {report.parent}")
     return 0
@@ -61,7 +61,8 @@ def _cmd_view(args) -> int:
     import napari
 
     viewer = napari.Viewer()
-    viewer.window.add_plugin_dock_widget("napari-jointrecon", "Load CT")
+    for name in ("Load CT", "Denoise", "Compare before/after", "Metrics", "3D point cloud"):
+        viewer.window.add_plugin_dock_widget("napari-jointrecon", name)
     if args.input:
         viewer.open(args.input, plugin="napari-jointrecon")
     else:
@@ -273,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="headless demo: napari screenshots and a report")
     p.add_argument("--out", default="demo_output")
-    p.add_argument("--input")
+    p.add_argument("--input", help="a full-dose CT to use instead of the sample (low dose simulated)")
+    p.add_argument("--chest", action="store_true", help="use the real chest series from ../shared/data")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("view", help="open napari with the plugin (needs a display)")

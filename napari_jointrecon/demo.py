@@ -1,18 +1,22 @@
-"""The headless demo: load the sample CT in napari, take screenshots, write a short report."""
+"""The headless demo: the whole workflow through the plugin's dock widgets, with screenshots.
+
+Loads a low-dose CT and its full-dose reference (by default the plugin's sample data: the thorax
+phantom at 25 % and 100 % dose; or the real chest series with ``chest=``), denoises it with the
+default model in the Denoise widget, compares before/after (swipe, side by side), measures it in
+the Metrics widget and predicts the 3D point cloud of the displayed slice. Writes screenshots and a
+report with the timings. ``scripts/make_screenshots.py`` runs it for the README's pictures.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
-import numpy as np
+__all__ = ["run_demo", "default_sample_path", "SCREENSHOTS"]
 
-from .io import load_ct
-from .phantom import make_thorax_phantom
-from .volume import CTVolume
-from .windows import window_limits
-
-__all__ = ["run_demo", "default_sample_path"]
+PLUGIN = "napari-jointrecon"
+SCREENSHOTS = ("compare_swipe.png", "compare_side_by_side.png", "metrics_panel.png", "pointcloud_3d.png")
 
 
 def default_sample_path() -> Path:
@@ -20,93 +24,138 @@ def default_sample_path() -> Path:
     return Path(__file__).resolve().parents[1] / "sample_data" / "thorax_phantom_dicom"
 
 
-def _save(image: np.ndarray, path: Path) -> None:
-    from skimage.io import imsave
+def _settle(app, seconds: float = 0.3) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
 
-    imsave(path, image, check_contrast=False)
+
+def _wait(app, busy, timeout: float = 600.0) -> None:
+    end = time.perf_counter() + timeout
+    while busy():
+        if time.perf_counter() > end:
+            raise TimeoutError("the widget did not finish in time")
+        app.processEvents()
+        time.sleep(0.01)
 
 
-def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None = None) -> Path:
-    """Open napari with the plugin and a CT volume, save screenshots and a report.
+def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None = None, *,
+             chest: bool = False, dose: float = 0.25) -> Path:
+    """Run the workflow in napari (needs a display, e.g. Xvfb); returns the report's path.
 
-    Parameters
-    ----------
-    out_dir : path
-        Folder for the screenshots and ``report.md`` (created if needed).
-    input_path : path, optional
-        A CT to load; by default the repository's sample DICOM series, or a freshly generated
-        phantom when that folder is absent.
-
-    Returns
-    -------
-    pathlib.Path
-        The report file.
+    ``input_path``: a full-dose CT to use instead of the sample (its low dose is simulated).
     """
     import napari
     from qtpy.QtWidgets import QApplication
 
+    from .dose import simulate_low_dose
+    from .io import load_ct
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    source = Path(input_path) if input_path else default_sample_path()
-    t0 = time.perf_counter()
-    volume: CTVolume = load_ct(source) if source.exists() else make_thorax_phantom(2.5)
-    t_load = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
     viewer = napari.Viewer(show=True, title="napari-jointrecon demo")
-    viewer.window.add_plugin_dock_widget("napari-jointrecon", "Load CT")
-    layer = viewer.add_image(volume.hu, **volume.layer_kwargs(window="soft_tissue"))
-    viewer.dims.set_point(0, float(volume.index_to_world([volume.shape[0] // 2, 0, 0])[0]))
-    viewer.reset_view()
-    QApplication.processEvents()
-    t_viewer = time.perf_counter() - t0
-
-    shots = {}
-    shots["axial_soft_tissue.png"] = viewer.screenshot(canvas_only=True)
-    layer.contrast_limits = window_limits("lung")
-    shots["axial_lung.png"] = viewer.screenshot(canvas_only=True)
+    viewer.window._qt_window.resize(1500, 950)
+    app = QApplication.instance()
     t0 = time.perf_counter()
-    viewer.dims.ndisplay = 3
-    layer.rendering = "mip"
-    layer.contrast_limits = window_limits("bone")
-    viewer.camera.angles = (0.0, -60.0, 90.0)
+    if chest or input_path:
+        if chest:
+            shared = Path(os.environ.get("JOINTRECON_SHARED_DATA",
+                                         Path(__file__).resolve().parents[2] / "shared" / "data"))
+            input_path = shared / "chest-ct-dicom"
+        full = load_ct(input_path)
+        low = simulate_low_dose(full, dose, seed=0)
+        ref_layer = viewer.add_image(full.hu, **full.layer_kwargs(name="full dose"))
+        low_layer = viewer.add_image(low.hu, **low.layer_kwargs(name=f"{dose * 100:g}% dose"))
+        source = str(input_path)
+    else:
+        viewer.open_sample(PLUGIN, "thorax_phantom_small")
+        ref_layer = viewer.layers[-1]
+        ref_layer.name = "phantom full dose"
+        viewer.open_sample(PLUGIN, "thorax_phantom_low_dose")
+        low_layer = next(layer for layer in viewer.layers if f"{dose * 100:g}%" in layer.name.replace(" ", ""))
+        for layer in list(viewer.layers):
+            if layer not in (ref_layer, low_layer):
+                viewer.layers.remove(layer)
+        source = "sample data: thorax phantom (2.5 mm) at full dose and simulated low dose"
+    timings["load"] = time.perf_counter() - t0
+    k = low_layer.data.shape[0] // 2 if not chest else 70
+    viewer.dims.set_point(0, float(low_layer.data_to_world((k, 0, 0))[0]))
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Load CT")
+
+    _, denoise = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")
+    denoise.layer_box.value = low_layer
+    denoise.dose_box.value = dose
+    t0 = time.perf_counter()
+    denoise.run()
+    _wait(app, lambda: denoise.running)
+    timings["denoise (widget, whole volume)"] = time.perf_counter() - t0
+    after = viewer.layers[-1]
+    if "denoise" not in after.metadata:
+        raise RuntimeError(f"denoising failed: {denoise.status.value}")
+
+    _, compare = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare before/after")
+    compare.before_box.value = low_layer
+    compare.after_box.value = after
+    compare.slider.value = 0.5
+    compare.mode_box.value = "swipe"
     viewer.reset_view()
-    shots["volume_3d_mip.png"] = viewer.screenshot(canvas_only=True)
-    t_3d = time.perf_counter() - t0
-    viewer.dims.ndisplay = 2
-    layer.rendering = "mip"
-    layer.contrast_limits = window_limits("soft_tissue")
-    QApplication.processEvents()
-    shots["window.png"] = viewer.screenshot(canvas_only=False)
-    for name, image in shots.items():
-        _save(image, out / name)
+    _settle(app)
+    viewer.screenshot(str(out / "compare_swipe.png"), canvas_only=False, flash=False)
+    compare.mode_box.value = "side"
+    compare.apply()
+    viewer.reset_view()
+    _settle(app)
+    viewer.screenshot(str(out / "compare_side_by_side.png"), canvas_only=True, flash=False)
+    compare.mode_box.value = "blend"
+    compare.slider.value = 1.0
+
+    _, metrics = viewer.window.add_plugin_dock_widget(PLUGIN, "Metrics")
+    metrics.image_box.value = after
+    metrics.reference_box.value = ref_layer
+    t0 = time.perf_counter()
+    metrics.measure_volume()
+    _wait(app, lambda: metrics._worker is not None)
+    timings["metrics (whole volume)"] = time.perf_counter() - t0
+    _settle(app)
+    viewer.screenshot(str(out / "metrics_panel.png"), canvas_only=False, flash=False)
+    volume_metrics = next((v for key, v in metrics.results.items() if key.startswith("volume")), {})
+    low_metrics = {}
+    metrics.image_box.value = low_layer
+    metrics.measure_volume()
+    _wait(app, lambda: metrics._worker is not None)
+    low_metrics = next((v for key, v in metrics.results.items() if key.startswith("volume")), {})
+
+    _, cloud = viewer.window.add_plugin_dock_widget(PLUGIN, "3D point cloud")
+    cloud.layer_box.value = low_layer
+    cloud.dose_box.value = dose
+    for layer in viewer.layers:
+        layer.visible = layer is low_layer
+    t0 = time.perf_counter()
+    cloud.run()
+    _wait(app, lambda: cloud._worker is not None)
+    timings["point cloud (predict + reference)"] = time.perf_counter() - t0
+    _settle(app, 0.5)
+    viewer.screenshot(str(out / "pointcloud_3d.png"), canvas_only=True, flash=False)
+    cloud_status = cloud.status.value
     viewer.close()
 
-    hu = volume.hu
-    body = hu > -500
+    info = after.metadata["denoise"]
     lines = [
-        "# napari-jointrecon demo report",
-        "",
-        f"Input: `{source if source.exists() else 'generated thorax phantom (2.5 mm)'}`",
-        "",
-        "```",
-        volume.summary(),
-        "```",
-        "",
-        "| step | seconds |",
-        "| --- | ---: |",
-        f"| load_ct | {t_load:.3f} |",
-        f"| viewer + layer + dock widget | {t_viewer:.3f} |",
-        f"| 3D rendering and screenshot | {t_3d:.3f} |",
-        "",
-        f"Body voxels (HU > -500): {int(body.sum())}, mean {float(hu[body].mean()):.1f} HU; "
-        f"layer scale {tuple(round(s, 4) for s in layer.scale)}, "
-        f"translate {tuple(round(t, 2) for t in layer.translate)} (mm).",
-        "",
-        "Screenshots:",
-        *[f"- `{name}` ({img.shape[1]}x{img.shape[0]})" for name, img in shots.items()],
-        "",
+        "# napari-jointrecon demo report", "",
+        f"Input: {source}; slice {k} shown.", "",
+        f"Denoised with `{info['model']}` at {info['dose'] * 100:g} % dose on {info['device']}: "
+        f"{info['slices']} slices in {info['seconds']:.1f} s.", "",
+        "| | PSNR (dB) | SSIM | RMSE body (HU) |", "| --- | --- | --- | --- |",
     ]
+    for name, m in (("low-dose input", low_metrics), ("denoised", volume_metrics)):
+        if m:
+            lines.append(f"| {name} | {m['psnr']:.2f} ± {m['psnr std']:.2f} | {m['ssim']:.4f} | "
+                         f"{m['rmse_body_hu']:.1f} |")
+    lines += ["", f"Point cloud: {cloud_status}", "", "| step | seconds |", "| --- | ---: |"]
+    lines += [f"| {name} | {t:.2f} |" for name, t in timings.items()]
+    lines += ["", "Screenshots: " + ", ".join(f"`{name}`" for name in SCREENSHOTS), ""]
     report = out / "report.md"
     report.write_text("\n".join(lines))
     return report

@@ -102,4 +102,7 @@ def cnr(hu: np.ndarray, roi: np.ndarray, background: np.ndarray) -> float:
     b = np.asarray(hu, dtype=np.float64)[np.asarray(background, dtype=bool)]
     if a.size < 1 or b.size < 2:
         raise ValueError("each region needs pixels (the background at least two)")
-    return float(abs(a.mean() - b.mean()) / b.std(ddof=1))
+    sd = b.std(ddof=1)
+    if sd == 0:  # a noise-free background (e.g. air of a phantom): unbounded CNR
+        return float("inf") if a.mean() != b.mean() else 0.0
+    return float(abs(a.mean() - b.mean()) / sd)

@@ -6,9 +6,10 @@ the patient's body inside a slab of ``SLAB_MM`` centred on the slice, from
 cables) are dropped: only the largest connected region above -500 HU is kept.
 
 **Slab thickness: 16 mm** (9 slices at 2 mm). Thick enough to give the surface a real 3D extent
-that still follows from a single slice (the trunk changes little over +-8 mm), and thin enough that
-every slab of the chest series stays inside its own split (test slabs are 21 slices, validation 15,
-with 10 mm gaps), so no training target overlaps a validation or test slab.
+that still follows from a single slice (the trunk changes little over +-8 mm), and thin enough to
+leave training targets when every target slab must stay 10 mm away from the validation and test
+slabs of the single chest series (a 32 mm slab would leave almost none; see
+:mod:`napari_jointrecon.training.joint` for the splits).
 
 Coordinates come in three frames, all in napari's (z, y, x) order:
 

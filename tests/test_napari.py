@@ -79,6 +79,10 @@ def test_npe2_validate_cli_accepts_the_manifest():
     assert "valid" in result.stdout
 
 
+def commands_by_id(contrib):
+    return {c.id: c.python_name for c in contrib.commands}
+
+
 def test_manifest_declares_reader_writers_samples_and_widget():
     import npe2
 
@@ -105,7 +109,12 @@ def test_manifest_declares_reader_writers_samples_and_widget():
     assert {s.key for s in contrib.sample_data} == {"thorax_phantom", "thorax_phantom_small",
                                                     "thorax_phantom_low_dose"}
     assert [(w.display_name, w.command) for w in contrib.widgets] == [
-        ("Load CT", f"{PLUGIN}.load_widget")]
+        ("Load CT", f"{PLUGIN}.load_widget"), ("Denoise", f"{PLUGIN}.denoise_widget"),
+        ("Compare before/after", f"{PLUGIN}.compare_widget"),
+        ("3D point cloud", f"{PLUGIN}.pointcloud_widget"), ("Metrics", f"{PLUGIN}.metrics_widget")]
+    for widget in contrib.widgets:  # every widget's class imports
+        module, _, name = commands_by_id(contrib)[widget.command].partition(":")
+        assert callable(getattr(__import__(module, fromlist=[name]), name))
     commands = {c.id: c.python_name for c in contrib.commands}
     assert commands[f"{PLUGIN}.load_widget"] == "napari_jointrecon.widgets.load:LoadWidget"
 

@@ -29,6 +29,12 @@ MODES = [("side by side", "side"), ("blend", "blend"), ("swipe", "swipe"), ("dif
 SWIPE_NAME = "swipe (after | before)"
 
 
+def _grid(viewer):
+    """The grid settings (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return getattr(canvas, "grid", None) or viewer.grid
+
+
 class CompareWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__(labels=False)
@@ -101,7 +107,7 @@ class CompareWidget(Container):
         self._remove_swipe()
         mode = self.mode_box.value
         viewer = self._viewer
-        viewer.grid.enabled = mode == "side"
+        _grid(viewer).enabled = mode == "side"
         for layer in viewer.layers:
             if layer._type_string == "image" and layer not in (before, after, self._diff_layer):
                 layer.visible = False
@@ -110,7 +116,7 @@ class CompareWidget(Container):
         if self._diff_layer is not None and self._diff_layer in viewer.layers:
             self._diff_layer.visible = mode == "difference"
         if mode == "side":
-            viewer.grid.shape = (1, -1)
+            _grid(viewer).shape = (1, -1)
             self._say(f"Side by side: '{before.name}' | '{after.name}' (one camera, slices linked).")
         elif mode == "blend":
             self._order(before, after)

@@ -170,7 +170,7 @@ class DenoiseWidget(Container):
         k0, k1 = self._slices(layer)
         hu = volume.hu[k0:k1] if layer.ndim == 3 else volume.hu[0]
         dose = self.dose_box.value
-        note = ""
+        note, raw = "", None
         if dose == "estimate":
             from ..dose import estimate_dose
 
@@ -183,6 +183,8 @@ class DenoiseWidget(Container):
         self._say(f"Denoising {total} slice(s) of '{layer.name}' with {model} at {dose * 100:g} %{note} ...")
         info = {"model": model, "dose": dose, "input": layer.name, "first_slice": k0, "slices": total,
                 "started": time.perf_counter()}
+        if raw is not None:
+            info["dose_estimate"] = raw
         worker = create_worker(
             _denoise_job, hu, model, dose, device, _start_thread=False,
             _connect={"yielded": self._on_progress,
