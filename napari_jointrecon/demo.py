@@ -1,7 +1,7 @@
 """The headless demo: the whole workflow through the plugin's dock widgets, with screenshots.
 
-Loads a low-dose CT and its full-dose reference (by default the plugin's sample data: the thorax
-phantom at 25 % and 100 % dose; or the real chest series with ``chest=``), denoises it with the
+Loads a low-dose CT and its full-dose reference (by default the plugin's sample data: the 1 mm
+thorax phantom, noise-free, and its simulated 25 % dose; or the real chest series with ``chest=``), denoises it with the
 default model in the Denoise widget, compares before/after (swipe, side by side), measures it in
 the Metrics widget and predicts the 3D point cloud of the displayed slice. Writes screenshots and a
 report with the timings. ``scripts/make_screenshots.py`` runs it for the README's pictures.
@@ -70,15 +70,15 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
         low_layer = viewer.add_image(low.hu, **low.layer_kwargs(name=f"{dose * 100:g}% dose"))
         source = str(input_path)
     else:
-        viewer.open_sample(PLUGIN, "thorax_phantom_small")
+        from .widgets._common import layer_volume
+
+        viewer.open_sample(PLUGIN, "thorax_phantom")  # 1 mm, noise-free: the reference
         ref_layer = viewer.layers[-1]
         ref_layer.name = "phantom full dose"
-        viewer.open_sample(PLUGIN, "thorax_phantom_low_dose")
-        low_layer = next(layer for layer in viewer.layers if f"{dose * 100:g}%" in layer.name.replace(" ", ""))
-        for layer in list(viewer.layers):
-            if layer not in (ref_layer, low_layer):
-                viewer.layers.remove(layer)
-        source = "sample data: thorax phantom (2.5 mm) at full dose and simulated low dose"
+        full = layer_volume(ref_layer)
+        low = simulate_low_dose(full, dose, seed=0)  # Poisson counts in the projection domain
+        low_layer = viewer.add_image(low.hu, **low.layer_kwargs(name=f"phantom {dose * 100:g}% dose"))
+        source = "sample data: thorax phantom (1 mm, noise-free) and its simulated low dose"
     timings["load"] = time.perf_counter() - t0
     k = low_layer.data.shape[0] // 2 if not chest else 70
     viewer.dims.set_point(0, float(low_layer.data_to_world((k, 0, 0))[0]))

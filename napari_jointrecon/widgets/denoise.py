@@ -170,21 +170,14 @@ class DenoiseWidget(Container):
         k0, k1 = self._slices(layer)
         hu = volume.hu[k0:k1] if layer.ndim == 3 else volume.hu[0]
         dose = self.dose_box.value
-        note, raw = "", None
-        if dose == "estimate":
-            from ..dose import estimate_dose
-
-            dose, raw = estimate_dose(hu)
-            note = f" (estimated from the noise: ≈{raw * 100:.0f} %, using {dose * 100:g} %)"
+        note = " (dose estimated from the noise)" if dose == "estimate" else f" at {dose * 100:g} %"
         model, device = self.model_box.value, self.device_box.value
         total = hu.shape[0] if hu.ndim == 3 else 1
         self.progress.max, self.progress.value = total, 0
         self._cancelled = False
-        self._say(f"Denoising {total} slice(s) of '{layer.name}' with {model} at {dose * 100:g} %{note} ...")
-        info = {"model": model, "dose": dose, "input": layer.name, "first_slice": k0, "slices": total,
+        self._say(f"Denoising {total} slice(s) of '{layer.name}' with {model}{note} ...")
+        info = {"model": model, "input": layer.name, "first_slice": k0, "slices": total,
                 "started": time.perf_counter()}
-        if raw is not None:
-            info["dose_estimate"] = raw
         worker = create_worker(
             _denoise_job, hu, model, dose, device, _start_thread=False,
             _connect={"yielded": self._on_progress,
@@ -218,7 +211,10 @@ class DenoiseWidget(Container):
     def _on_result(self, layer, result, info) -> None:
         if self._cancelled:
             return
-        hu, device = result
+        hu, device, dose, raw = result
+        info["dose"] = dose
+        if raw is not None:
+            info["dose_estimate"] = raw
         seconds = time.perf_counter() - info.pop("started")
         info.update(device=device, seconds=round(seconds, 3))
         name = f"{info['input']} · {info['model']} {info['dose'] * 100:g}%"
@@ -226,8 +222,13 @@ class DenoiseWidget(Container):
                                      metadata={"denoise": info})
         if layer.ndim == 3 and hu.ndim == 2:
             hu = hu[None]
-        self._viewer.add_image(hu, **kwargs)
-        self._say(f"Added '{name}': {info['slices']} slice(s) in {seconds:.1f} s on {device}.")
+        try:
+            self._viewer.add_image(hu, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
+            self._on_error(exc)
+            return
+        estimated = f" (dose estimated from the noise: ≈{raw * 100:.0f} %)" if raw is not None else ""
+        self._say(f"Added '{name}': {info['slices']} slice(s) in {seconds:.1f} s on {device}{estimated}.")
 
     def _on_error(self, exc: Exception) -> None:
         text = f"Denoising failed: {exc}"
@@ -247,10 +248,19 @@ class DenoiseWidget(Container):
         self.run_button.enabled = not issue
 
 
-def _denoise_job(hu, model: str, dose: float, device: str):
-    """Generator run in the worker thread: yields Progress per batch, returns (HU, device used)."""
+def _denoise_job(hu, model: str, dose, device: str):
+    """Generator run in the worker thread: yields Progress per batch.
+
+    Returns ``(HU, device used, dose, estimated dose or None)``; ``dose="estimate"`` measures the
+    noise first (here, off the main thread).
+    """
     from ..inference import iter_denoise
 
+    raw = None
+    if dose == "estimate":
+        from ..dose import estimate_dose
+
+        dose, raw = estimate_dose(hu)
     gen = iter_denoise(hu, model=model, dose=dose, device=device)
     last = "cpu"
     try:
@@ -259,6 +269,6 @@ def _denoise_job(hu, model: str, dose: float, device: str):
             last = p.device
             yield p
     except StopIteration as stop:
-        return stop.value, last
+        return stop.value, last, dose, raw
     finally:
         gen.close()

@@ -95,9 +95,15 @@ class PointCloudWidget(Container):
         return worker
 
     def _show(self, layer, k: int, result) -> None:
+        try:
+            self._show_layers(layer, k, result)
+        except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
+            self._failed(exc)
+
+    def _show_layers(self, layer, k: int, result):
         pred, reference, seconds, device, note = result
         name = f"{layer.name} · {self.model_box.value} cloud, slice {k}"
-        features, face = None, "#ffb000"
+        features, colour = None, {"face_color": "#ffb000"}
         meta = {"pointcloud": {"model": self.model_box.value, "slice": k, "source": layer.name,
                                "seconds": seconds, "device": device}}
         if reference is not None:
@@ -110,10 +116,10 @@ class PointCloudWidget(Container):
                                     metadata={"pointcloud": {"reference": True, "slice": k, "source": layer.name}})
             if self.distance_check.value:
                 features = {"distance_mm": d_pred}
-                face = {"feature": "distance_mm", "colormap": "plasma",
-                        "contrast_limits": (0.0, max(float(np.percentile(d_pred, 98)), 1.0))}
+                colour = {"face_color": "distance_mm", "face_colormap": "plasma",
+                          "face_contrast_limits": (0.0, max(float(np.percentile(d_pred, 98)), 1.0))}
         points = self._viewer.add_points(pred.points, name=name, size=2.5, border_width=0,
-                                         features=features, face_color=face, metadata=meta)
+                                         features=features, metadata=meta, **colour)
         self._viewer.dims.ndisplay = 3
         if self.view_box.value == "plane":
             layer.depiction = "plane"
