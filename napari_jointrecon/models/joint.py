@@ -59,6 +59,10 @@ class DenoiseBranch(nn.Module):
         self.up3 = _cbr(3 * width, 2 * width, dropout=dropout)
         self.up2 = _cbr(4 * width, width, dropout=dropout)
         self.out = nn.Sequential(_cbr(2 * width, width), nn.Conv2d(width, 1, 3, padding=1))
+        # start as the identity (zero residual), so training can only move away from the input
+        # where that lowers the loss
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, x, feats):
         f1, f2, f3 = feats

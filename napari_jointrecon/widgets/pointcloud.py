@@ -61,6 +61,10 @@ class PointCloudWidget(Container):
                 self.layer_box.value = good[0]
         self._refresh()
 
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
     def problem(self) -> str:
         return ct_layer_problem(self.layer_box.value, need_volume=True)
 
