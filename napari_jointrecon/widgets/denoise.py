@@ -59,6 +59,7 @@ class DenoiseWidget(Container):
         self._viewer = napari_viewer
         self._worker = None
         self._cancelled = False
+        self._showing_issue = False
         self._cards = {c["name"]: c for c in list_models()}
         self._cuda, self._mps = _cuda_available(), _mps_available()
         default = next(name for name, c in self._cards.items() if c["default"])
@@ -124,8 +125,12 @@ class DenoiseWidget(Container):
         issue = self.problem()
         self.run_button.enabled = not busy and not issue
         self.run_button.tooltip = issue or "Denoise the chosen slices"
-        if not busy:
-            self._say(issue or "Ready.")
+        if not busy:  # keep a result or error message until there is something new to say
+            if issue:
+                self._say(issue)
+            elif self._showing_issue or not self.status.value:
+                self._say("Ready.")
+        self._showing_issue = bool(issue)
 
     def _say(self, text: str) -> None:
         self.status.value = text
