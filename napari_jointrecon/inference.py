@@ -113,7 +113,7 @@ def iter_denoise(
     model: str,
     dose: float,
     device: str = "auto",
-    batch_size: int = 4,
+    batch_size: int | None = None,
 ) -> Generator[Progress, None, CTVolume | np.ndarray]:
     """Denoise slice batches, yielding :class:`Progress` after each; returns the result.
 
@@ -139,6 +139,8 @@ def iter_denoise(
         import torch
 
         dev = select_device(device)
+        if batch_size is None:  # one 512^2 slice at a time is fastest on the CPU (cache); GPUs batch
+            batch_size = 1 if dev == "cpu" else 4
         net = load_model(model)
         torch.manual_seed(0)
         k = 0
@@ -174,7 +176,7 @@ def denoise(
     device: str = "auto",
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
 ):
     """Denoise a 2D slice or a 3D volume in HU with a registered model.
 
@@ -194,6 +196,8 @@ def denoise(
         Called with a :class:`Progress` after every batch.
     cancel : callable, optional
         Polled between batches; when it returns True, :class:`Cancelled` is raised.
+    batch_size : int, optional
+        Slices per batch; by default 1 on the CPU (fastest there) and 4 on a GPU.
 
     Returns
     -------

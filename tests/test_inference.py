@@ -67,7 +67,7 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu(slice_hu):
     assert calls[0] == "cuda" and calls[-1] == "cpu"
     assert any("out of memory" in p.message for p in seen)
     assert any("out of memory" in n for n in out.notes)
-    assert np.array_equal(out.hu, denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, device="cpu"))
+    assert np.allclose(out.hu, denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, device="cpu"), atol=1e-3)
 
 
 def test_progress_and_cancellation_between_batches(slice_hu):
