@@ -21,15 +21,25 @@ def layer_to_volume(data: Any, meta: dict) -> CTVolume:
     files) is carried over, so that writers keep the tags and refuse to overwrite the sources.
     """
     hu = np.asarray(data)
-    if hu.ndim == 2:
+    flat = hu.ndim == 2
+    if flat:
         hu = hu[None]
     if hu.ndim != 3:
         raise CTWriteError(f"a CT layer must be 2D or 3D, got shape {hu.shape}")
     layer_meta = meta.get("metadata") or {}
     source: CTVolume | None = layer_meta.get("ct_volume")
-    scale = np.asarray(meta.get("scale", (1.0,) * hu.ndim), dtype=float)[-3:]
-    translate = np.asarray(meta.get("translate", (0.0,) * hu.ndim), dtype=float)[-3:]
-    affine = np.asarray(meta.get("affine", np.eye(4)), dtype=float)
+    ndim = 2 if flat else 3
+    scale = np.asarray(meta.get("scale", (1.0,) * ndim), dtype=float)[-ndim:]
+    translate = np.asarray(meta.get("translate", (0.0,) * ndim), dtype=float)[-ndim:]
+    affine = np.asarray(meta.get("affine", np.eye(ndim + 1)), dtype=float)
+    if flat:  # a lone slice: 1 mm along z at 0, its 2D affine embedded in 3D
+        scale = np.concatenate([[1.0], scale])
+        translate = np.concatenate([[0.0], translate])
+        if affine.shape == (3, 3):
+            full = np.eye(4)
+            full[1:3, 1:3] = affine[:2, :2]
+            full[1:3, 3] = affine[:2, 2]
+            affine = full
     if affine.shape == (4, 4):
         rotation, shift = affine[:3, :3], affine[:3, 3]
     else:

@@ -200,8 +200,8 @@ def _nearest(a, b, chunk: int = 2048):
 
     with torch.no_grad():
         bb = (b * b).sum(-1)[:, None, :]
-        best_ba = torch.full(b.shape[:2], float("inf"), dtype=a.dtype)
-        idx_ba = torch.zeros(b.shape[:2], dtype=torch.long)
+        best_ba = torch.full(b.shape[:2], float("inf"), dtype=a.dtype, device=a.device)
+        idx_ba = torch.zeros(b.shape[:2], dtype=torch.long, device=a.device)
         idx_ab = []
         for i in range(0, a.shape[1], chunk):
             ai = a[:, i:i + chunk]
@@ -255,8 +255,10 @@ def _nearest_distances_mm(a_mm: np.ndarray, b_mm: np.ndarray) -> tuple[np.ndarra
     """Nearest-neighbour distances (not squared) of two point sets already in mm: a->b and b->a."""
     import torch
 
+    a_mm, b_mm = np.asarray(a_mm, dtype=np.float64), np.asarray(b_mm, dtype=np.float64)
+    centre = np.concatenate([a_mm, b_mm]).mean(axis=0)  # near the origin: float32 keeps its precision
     with torch.no_grad():
-        d_ab, d_ba = _pair_distances(_as_batch(a_mm), _as_batch(b_mm), squared=False)
+        d_ab, d_ba = _pair_distances(_as_batch(a_mm - centre), _as_batch(b_mm - centre), squared=False)
     return d_ab[0].numpy().astype(np.float64), d_ba[0].numpy().astype(np.float64)
 
 

@@ -395,3 +395,29 @@ def test_demo_runs_the_workflow_and_writes_screenshots(tmp_path):
     for name in SCREENSHOTS:
         image = imread(out / name)
         assert image.shape[0] > 200 and image.shape[1] > 200 and image[..., :3].std() > 10, name
+
+
+def test_denoise_a_2d_slice_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _sample(viewer)
+    flat = viewer.add_image(np.asarray(viewer.layers[0].data[24]), name="one slice", scale=(2.5, 2.5),
+                            translate=(-10.0, 5.0))
+    widget = _dock(viewer, "Denoise")
+    widget.layer_box.value = flat
+    widget.scope_box.value = "slice"
+    widget.model_box.value = "tv"
+    _run_and_wait(qtbot, widget)
+    out = viewer.layers[-1]
+    assert out.ndim == 2 and out.name == "one slice · tv 25%", widget.status.value
+    np.testing.assert_allclose(out.data, nj.denoise(np.asarray(flat.data), model="tv", dose=0.25), atol=1e-3)
+    np.testing.assert_allclose(out.scale, flat.scale)
+    np.testing.assert_allclose(out.translate, flat.translate)
+
+
+def test_swipe_and_difference_layers_are_not_offered_as_inputs(before_after):
+    viewer, ct, after, widget = before_after
+    widget.mode_box.value = "swipe"
+    names = [name for name, _ in widget._choices()]
+    assert not any(name.startswith("swipe") for name in names)
+    widget.mode_box.value = "difference"
+    assert len(widget._choices()) == 2

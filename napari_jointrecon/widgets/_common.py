@@ -11,10 +11,14 @@ __all__ = ["layer_choices", "ct_layer_problem", "layer_volume", "current_slice",
            "connect_layer_events", "notify_error"]
 
 
+#: Metadata keys of the helper layers the Compare widget makes (never offered as inputs).
+HELPER_KEYS = ("swipe_of", "difference_of")
+
+
 def layer_choices(viewer, kinds: tuple[str, ...] = ("image",)):
     """``(name, layer)`` pairs for a ComboBox: every layer of the given kinds, newest first."""
     return [(layer.name, layer) for layer in reversed(list(viewer.layers))
-            if layer._type_string in kinds]
+            if layer._type_string in kinds and not any(k in layer.metadata for k in HELPER_KEYS)]
 
 
 def ct_layer_problem(layer, *, need_volume: bool = False) -> str:

@@ -147,6 +147,8 @@ class MetricsWidget(Container):
             return None, f"Slice sizes differ: {image.data.shape[-2:]} vs {ref_shape}."
         if ref.ndim == 3 and first + n > ref.data.shape[0]:
             return None, "The image has more slices than the reference."
+        if ref.ndim == 2 and image.ndim == 3:
+            return None, f"'{ref.name}' is a single slice; choose a volume as the reference."
         return (image, ref, first), ""
 
     def measure_slice(self, *_) -> dict:
@@ -157,19 +159,26 @@ class MetricsWidget(Container):
             return {}
         image, ref, first = pair
         k = current_slice(self._viewer, image) if image.ndim == 3 else 0
+        if image.ndim == 3:
+            point = np.asarray(self._viewer.dims.point, dtype=float)[-3:]
+            shown = int(np.round(image.world_to_data(point)[0]))
+            if not 0 <= shown < image.data.shape[0]:
+                self._say(f"The displayed slice is outside '{image.name}' (volume slices {first}-"
+                          f"{first + image.data.shape[0] - 1}).")
+                return {}
         img = np.asarray(image.data[k] if image.ndim == 3 else image.data, dtype=np.float32)
         self.results = {}
         self._run_info(image)
         if ref is not None:
             r = np.asarray(ref.data[first + k] if ref.ndim == 3 else ref.data, dtype=np.float32)
-            self.results[f"slice {k}"] = M.image_metrics(img, r)
+            self.results[f"slice {first + k}"] = M.image_metrics(img, r)
         roi = self._roi_metrics(image, k, img)
         if roi:
-            self.results[f"ROIs, slice {k}"] = roi
+            self.results[f"ROIs, slice {first + k}"] = roi
         if ref is None and not roi:
             self._say("Choose a reference layer, or draw ROIs (Add ROI layer) for noise and CNR.")
         else:
-            self._say(f"Slice {k} of '{image.name}'.")
+            self._say(f"Slice {first + k} of '{image.name}'.")
         self._show()
         return self.results
 

@@ -88,27 +88,28 @@ class PointCloudWidget(Container):
         layer = self.layer_box.value
         volume = layer_volume(layer)
         k = current_slice(self._viewer, layer)
-        args = (volume, k, float(self.dose_box.value), self.model_box.value, bool(self.reference_check.value))
+        model = self.model_box.value
+        args = (volume, k, float(self.dose_box.value), model, bool(self.reference_check.value))
         self.status.value = f"Predicting the cloud of slice {k} with {self.model_box.value} ..."
         self.run_button.enabled = False
         worker = create_worker(_predict_job, *args, _start_thread=False,
-                               _connect={"returned": lambda r: self._show(layer, k, r),
+                               _connect={"returned": lambda r: self._show(layer, k, model, r),
                                          "errored": self._failed, "finished": self._done})
         self._worker = worker
         worker.start()
         return worker
 
-    def _show(self, layer, k: int, result) -> None:
+    def _show(self, layer, k: int, model: str, result) -> None:
         try:
-            self._show_layers(layer, k, result)
+            self._show_layers(layer, k, model, result)
         except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
             self._failed(exc)
 
-    def _show_layers(self, layer, k: int, result):
+    def _show_layers(self, layer, k: int, model: str, result):
         pred, reference, seconds, device, note = result
-        name = f"{layer.name} · {self.model_box.value} cloud, slice {k}"
+        name = f"{layer.name} · {model} cloud, slice {k}"
         features, colour = None, {"face_color": "#ffb000"}
-        meta = {"pointcloud": {"model": self.model_box.value, "slice": k, "source": layer.name,
+        meta = {"pointcloud": {"model": model, "slice": k, "source": layer.name,
                                "seconds": seconds, "device": device}}
         if reference is not None:
             from ..pointcloud import _nearest_distances_mm
