@@ -48,7 +48,7 @@ class MetricsWidget(Container):
         self.volume_button = PushButton(text="Whole volume")
         self.roi_button = PushButton(text="Add ROI layer")
         self.cloud_button = PushButton(text="Compare clouds")
-        self.table = Table(value={"data": [], "columns": ["metric", "value"]})
+        self.table = Table(value={"data": [], "index": [], "columns": ["metric", "value"]})
         self.export_edit = FileEdit(label="Export to", mode="w", filter="*.csv *.json", nullable=True)
         self.export_button = PushButton(text="Export")
         self.status = Label(value="")
@@ -121,7 +121,9 @@ class MetricsWidget(Container):
                 if isinstance(value, float):
                     value = f"{value:.4g}"
                 rows.append([f"{group}: {key}", str(value)])
-        self.table.value = {"data": rows, "columns": ["metric", "value"]}
+        # the "split" layout (data, index, columns): a dict without "index" reads as columns
+        self.table.value = {"data": rows, "index": [str(i) for i in range(len(rows))],
+                            "columns": ["metric", "value"]}
 
     def _run_info(self, layer) -> None:
         info = layer.metadata.get("denoise")
