@@ -44,6 +44,7 @@ from ..dose import DOSE_LEVELS
 from ..models.joint import INPUT_SIZE, N_POINTS, JointNet
 from ..pointcloud import EVAL_POINTS, SLAB_MM, SlabFrame, chamfer_distance, point_metrics, surface_points
 from .data import SPLITS, build_cache, load_chest
+from .train import _lr
 
 __all__ = ["JointData", "JointConfig", "KINDS", "build_model", "train_joint", "mean_shape",
            "downsample", "evaluate_joint", "TRAIN_POOL"]
@@ -161,11 +162,6 @@ def mean_shape(train: JointData, *, steps: int = 600, seed: int = 0) -> torch.Te
     return shape.detach()
 
 
-def _lr(step: int, total: int, base: float) -> float:
-    warm = min(1.0, (step + 1) / 50)
-    return base * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))))
-
-
 def _batch(data: JointData, idx: torch.Tensor, g: torch.Generator, *, full_dose: bool):
     b = idx.shape[0]
     if full_dose:
@@ -236,7 +232,7 @@ def train_joint(kind: str, out_dir: str | Path, *, train: JointData, val: JointD
     n = train.clean.shape[0]
     for step in range(cfg.steps):
         for group in opt.param_groups:
-            group["lr"] = _lr(step, cfg.steps, cfg.lr)
+            group["lr"] = _lr(step, cfg.steps, cfg.lr, warmup=50)
         opt.zero_grad()
         total = 0.0
         for _ in range(cfg.accumulate):

@@ -89,8 +89,9 @@ def _validate(model, val) -> dict[str, float]:
     return scores
 
 
-def _lr(step: int, total: int, base: float) -> float:
-    warm = min(1.0, (step + 1) / 100)
+def _lr(step: int, total: int, base: float, warmup: int = 100) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 2 % of ``base``."""
+    warm = min(1.0, (step + 1) / warmup)
     return base * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))))
 
 

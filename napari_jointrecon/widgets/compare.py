@@ -152,10 +152,8 @@ class CompareWidget(Container):
         self._linked = pair
 
     def toggle(self, *_) -> None:
-        pair = self._pair()
-        if pair is None:
+        if self._pair() is None:
             return
-        before, after = pair
         if self.mode_box.value != "blend":
             self.mode_box.value = "blend"
         self.slider.value = 0.0 if self.slider.value >= 0.5 else 1.0

@@ -246,11 +246,7 @@ class DenoiseWidget(Container):
         if self._cancelled:
             self.progress.value = 0
             self._say("Cancelled: nothing was added.")
-        self._refresh_buttons()
-
-    def _refresh_buttons(self) -> None:
-        issue = self.problem()
-        self.run_button.enabled = not issue
+        self._refresh()
 
 
 def _denoise_job(hu, model: str, dose, device: str):
