@@ -3,6 +3,9 @@
 Prints slices/s (warm-up, median of 5 runs of a 4-slice batch; classical methods: one slice, median
 of 3), the ratio to RED-CNN measured in the same run, and the peak resident memory of denoising the
 whole 141-slice chest series with the default model (target: at most 2 x its float32 size + 0.5 GB).
+Learned models are timed twice in the same run: as plain PyTorch and through ``torch.compile``
+(``nj.denoise(..., compile=True)``), with the one-off compile time and the largest difference
+between the two outputs.
 
     .venv/bin/python benchmarks/bench_models.py [--skip-memory] [--models unet redcnn ...]
 """
@@ -28,16 +31,19 @@ REPO = Path(__file__).resolve().parents[1]
 CHEST = REPO.parent / "shared" / "data" / "chest-ct-dicom"
 
 
-def speed(name: str, kind: str) -> float:
+def speed(name: str, kind: str, *, compile: bool = False) -> tuple[float, float, np.ndarray]:
+    """(slices/s, seconds of the warm-up call, the warm-up output)."""
     x = np.random.default_rng(0).normal(0, 30, (4, 512, 512)).astype(np.float32) - 100
     n, runs = (4, 5) if kind == "learned" else (1, 3)
-    nj.denoise(x[:n], model=name, dose=0.25, device="cpu")
+    t0 = time.perf_counter()
+    first = nj.denoise(x[:n], model=name, dose=0.25, device="cpu", compile=compile)
+    warmup = time.perf_counter() - t0
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        nj.denoise(x[:n], model=name, dose=0.25, device="cpu")
+        nj.denoise(x[:n], model=name, dose=0.25, device="cpu", compile=compile)
         times.append(time.perf_counter() - t0)
-    return n / statistics.median(times)
+    return n / statistics.median(times), warmup, first
 
 
 def memory_run() -> None:
@@ -62,6 +68,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--models", nargs="*")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile timings")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -72,18 +79,27 @@ def main() -> int:
           f"{torch.get_num_threads()} threads, fp32")
     cards = {c["name"]: c for c in nj.list_models()}
     names = args.models or list(cards)
-    results = {}
+    results, compiled = {}, {}
     for name in names:
-        results[name] = speed(name, cards[name]["kind"])
+        results[name], _, plain = speed(name, cards[name]["kind"])
+        if cards[name]["kind"] == "learned" and not args.no_compile:
+            rate, first, out = speed(name, "learned", compile=True)
+            compiled[name] = (rate, first, float(np.abs(out - plain).max()))
     base = results.get("redcnn")
-    print(f"{'model':16s} {'kind':9s} {'slices/s':>9s} {'x RED-CNN':>9s} {'params':>9s} {'GFLOPs':>7s}")
+    print(f"{'model':16s} {'kind':9s} {'slices/s':>9s} {'x RED-CNN':>9s} {'params':>9s} {'GFLOPs':>7s} "
+          f"{'compiled/s':>10s} {'x plain':>7s} {'compile s':>9s} {'max |diff| HU':>13s}")
     for name in names:
         card = cards[name]
         ratio = f"{results[name] / base:9.2f}" if base else f"{'-':>9s}"
         params = f"{card['parameters']:9,d}" if "parameters" in card else f"{'-':>9s}"
         flops = f"{card['flops_per_512_slice'] / 1e9:7.1f}" if "flops_per_512_slice" in card else f"{'-':>7s}"
+        if name in compiled:
+            rate, first, diff = compiled[name]
+            comp = f"{rate:10.2f} {rate / results[name]:7.2f} {first:9.1f} {diff:13.2e}"
+        else:
+            comp = f"{'-':>10s} {'-':>7s} {'-':>9s} {'-':>13s}"
         flag = " (default)" if card["default"] else ""
-        print(f"{name:16s} {card['kind']:9s} {results[name]:9.2f} {ratio} {params} {flops}{flag}")
+        print(f"{name:16s} {card['kind']:9s} {results[name]:9.2f} {ratio} {params} {flops} {comp}{flag}")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if not args.skip_memory:
         subprocess.run([sys.executable, __file__, "--memory-child"], check=True)

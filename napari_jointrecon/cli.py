@@ -96,7 +96,8 @@ def _cmd_denoise(args) -> int:
     def show(p):
         print(f"\r{args.model}: {p.done}/{p.total} slices on {p.device}", end="", file=sys.stderr)
 
-    result = denoise(volume, model=args.model, dose=_dose(args.dose), device=args.device, progress=show)
+    result = denoise(volume, model=args.model, dose=_dose(args.dose), device=args.device, progress=show,
+                     compile=args.compile)
     print(file=sys.stderr)
     written = _write(result, args.output, overwrite=args.overwrite, model=args.model, dose=_dose(args.dose))
     print(f"wrote {len(written)} file(s) to {args.output}")
@@ -224,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="unet")
     p.add_argument("--dose", type=float, required=True, help="percent (25) or fraction (0.25)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (seconds to compile; faster for large volumes)")
     p.add_argument("--series")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--overwrite", action="store_true")

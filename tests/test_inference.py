@@ -101,6 +101,30 @@ def test_volume_in_volume_out_keeps_geometry(slice_hu):
     assert any(DEFAULT_MODEL in n for n in out.notes)
 
 
+def test_compiled_network_gives_the_same_result(slice_hu):
+    crop = np.ascontiguousarray(slice_hu[:, 128:320, 96:352])  # small, so that compiling is quick
+    plain = denoise(crop, model=DEFAULT_MODEL, dose=0.25)
+    compiled = denoise(crop, model=DEFAULT_MODEL, dose=0.25, compile=True)
+    assert (DEFAULT_MODEL, "cpu") in inference._COMPILED  # it really ran through torch.compile
+    assert np.allclose(compiled, plain, atol=1e-2)  # HU; fp32 either way
+    assert np.array_equal(denoise(crop, model=DEFAULT_MODEL, dose=0.25, compile=True), compiled)
+
+
+def test_failed_compile_falls_back_to_the_plain_network(slice_hu):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no working C++ compiler")
+
+    vol = nj.CTVolume(slice_hu[:, :64, :64].copy())
+    with mock.patch.dict(inference._COMPILED, clear=True), \
+            mock.patch.object(torch, "compile", return_value=broken):
+        seen = []
+        out = denoise(vol, model=DEFAULT_MODEL, dose=0.25, compile=True, progress=seen.append)
+        assert (DEFAULT_MODEL, "cpu") not in inference._COMPILED  # the broken one is dropped
+    assert any("torch.compile failed" in p.message for p in seen)
+    assert any("torch.compile failed" in n for n in out.notes)
+    assert np.array_equal(out.hu, denoise(vol.hu, model=DEFAULT_MODEL, dose=0.25))
+
+
 @pytest.mark.parametrize("array,dose,message", [
     (np.full((32, 32), np.nan), 0.25, "NaN"),
     (np.zeros((2, 2, 16, 16)), 0.25, "2D slice or a 3D"),

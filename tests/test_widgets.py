@@ -82,6 +82,23 @@ def test_denoise_slab_lands_on_its_slices(make_napari_viewer, qtbot):
                                atol=1e-3)
 
 
+def test_compile_option_runs_the_compiled_network(make_napari_viewer, qtbot):
+    from napari_jointrecon import inference
+
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    widget = _dock(viewer, "Denoise")
+    widget.scope_box.value = "slice"
+    widget.compile_box.value = True
+    _run_and_wait(qtbot, widget, timeout=300000)
+    out = viewer.layers[-1]
+    assert out.metadata["denoise"]["compiled"] is True
+    assert ("unet", "cpu") in inference._COMPILED
+    k = int(viewer.dims.current_step[0])
+    expected = nj.denoise(np.asarray(ct.data[k]), model="unet", dose=0.25)
+    np.testing.assert_allclose(out.data[0], expected, atol=1e-2)
+
+
 def test_cancel_mid_run_leaves_no_layer_and_a_second_run_is_refused(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     _sample(viewer)

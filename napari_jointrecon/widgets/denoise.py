@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..dose import DOSE_LEVELS
 from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices,
@@ -71,6 +71,10 @@ class DenoiseWidget(Container):
         self.device_box = ComboBox(label="Device", choices=device_choices(self._cuda, self._mps), value="auto")
         self.scope_box = ComboBox(label="Scope", choices=SCOPES, value="volume")
         self.slab_spin = SpinBox(label="Slab ± slices", value=5, min=1, max=200)
+        self.compile_box = CheckBox(
+            label="Compile", value=False,
+            tooltip="torch.compile the network: the first run of a model takes seconds longer, "
+                    "later runs in this session are faster (same results)")
         self.hint = Label(value="")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -78,7 +82,7 @@ class DenoiseWidget(Container):
         self.status = Label(value="")
         self.extend([
             Container(widgets=[self.layer_box, self.dose_box, self.model_box, self.device_box,
-                               self.scope_box, self.slab_spin], labels=True),
+                               self.scope_box, self.slab_spin, self.compile_box], labels=True),
             self.hint,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
             self.progress,
@@ -181,10 +185,11 @@ class DenoiseWidget(Container):
         self.progress.max, self.progress.value = total, 0
         self._cancelled = False
         self._say(f"Denoising {total} slice(s) of '{layer.name}' with {model}{note} ...")
+        compile = bool(self.compile_box.value) and self._cards[model]["kind"] == "learned"
         info = {"model": model, "input": layer.name, "first_slice": k0, "slices": total,
-                "started": time.perf_counter()}
+                "compiled": compile, "started": time.perf_counter()}
         worker = create_worker(
-            _denoise_job, hu, model, dose, device, _start_thread=False,
+            _denoise_job, hu, model, dose, device, compile, _start_thread=False,
             _connect={"yielded": self._on_progress,
                       "returned": lambda result: self._on_result(layer, result, info),
                       "errored": self._on_error, "finished": self._on_finished},
@@ -249,7 +254,7 @@ class DenoiseWidget(Container):
         self._refresh()
 
 
-def _denoise_job(hu, model: str, dose, device: str):
+def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
     """Generator run in the worker thread: yields Progress per batch.
 
     Returns ``(HU, device used, dose, estimated dose or None)``; ``dose="estimate"`` measures the
@@ -262,7 +267,7 @@ def _denoise_job(hu, model: str, dose, device: str):
         from ..dose import estimate_dose
 
         dose, raw = estimate_dose(hu)
-    gen = iter_denoise(hu, model=model, dose=dose, device=device)
+    gen = iter_denoise(hu, model=model, dose=dose, device=device, compile=compile)
     last = "cpu"
     try:
         while True:
