@@ -265,6 +265,23 @@ def test_joint_training_smoke(tmp_path):
                               config=JointConfig(steps=4, val_every=2, threads=1))
         assert (tmp_path / kind / "weights.pt").exists()
         assert len(summary["history"]) == 2 and summary["parameters"] > 0
+    # the evaluation and its table run on these nets; the floor row is the true points themselves
+    from napari_jointrecon.training.joint import build_model, evaluate_joint, joint_results_markdown
+
+    def net(kind):
+        m = build_model(kind)
+        m.load_state_dict(torch.load(tmp_path / kind / "weights.pt", weights_only=True))
+        return m.eval()
+
+    models = {"joint": [{"model": net("joint")}],
+              "sequential": [{"seq_denoiser": net("seq_denoiser"), "seq_regressor": net("seq_regressor")}]}
+    results = evaluate_joint(models, template, val, floor=val.points[:, :1000], log=lambda *_: None)
+    rows = results["10%"]
+    assert list(rows) == ["input", "mean_shape", "surface_sample", "joint", "sequential"]
+    assert 0 < rows["surface_sample"]["chamfer"][0] < rows["mean_shape"]["chamfer"][0]
+    assert rows["joint"]["seeds"] == 1 and rows["joint"]["psnr"][1] == 0.0
+    lines = joint_results_markdown(results, {"kinds": {}}, seeds=1)
+    assert sum("points of the true surface (floor)" in line for line in lines) == 4  # one per dose
 
 
 def test_untrained_denoising_branch_starts_as_the_identity():
