@@ -8,6 +8,7 @@ callback. Results are deterministic: the same input and model give the same outp
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
@@ -93,19 +94,26 @@ def _validate_input(hu: np.ndarray, dose: float) -> None:
         raise ValueError(f"dose must be a fraction in (0, 1] (0.25 for 25 %), got {dose!r}")
 
 
-# torch.compile'd networks of this process, by (model, device): compiling costs seconds once, so
-# later runs reuse it (a new image size recompiles, which is quicker from inductor's disk cache)
-_COMPILED: dict[tuple[str, str], object] = {}
+# torch.compile'd networks of this process, by (model, device) -> (weights' sha256, module):
+# compiling costs seconds once, so later runs reuse it (a new image size recompiles, which is
+# quicker from inductor's disk cache); new weights for the model (a retrained export) recompile.
+# A cached CUDA module keeps its (MB-sized) weights on the GPU between runs.
+_COMPILED: dict[tuple[str, str], tuple[str, object]] = {}
+_COMPILED_LOCK = threading.Lock()
 
 
 def compiled_model(name: str, net, device: str):
-    """``torch.compile(net)`` on ``device``, made once per process and model; fp32, same results."""
+    """``torch.compile(net)`` on ``device``, made once per process, model and weights; fp32."""
     import torch
 
-    key = (name, device)
-    if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(net.to(device), dynamic=False)
-    return _COMPILED[key]
+    from .models.registry import read_card
+
+    digest = (read_card(name) or {}).get("sha256", "")
+    with _COMPILED_LOCK:
+        cached = _COMPILED.get((name, device))
+        if cached is None or cached[0] != digest:
+            cached = _COMPILED[(name, device)] = (digest, torch.compile(net.to(device), dynamic=False))
+    return cached[1]
 
 
 def _run_torch_batch(model, slices: np.ndarray, dose: float, device: str) -> np.ndarray:
@@ -226,7 +234,7 @@ def denoise(
     batch_size : int, optional
         Slices per batch; by default 1 on the CPU (fastest there) and 4 on a GPU.
     compile : bool
-        Run the network through ``torch.compile`` (fp32, same results to 1e-4 HU). The first run
+        Run the network through ``torch.compile`` (fp32, same results within 1e-3 HU). The first run
         of a model in a process compiles it (seconds; more for a new image size); later runs in
         the same process are faster (on 2 CPU cores the default U-Net goes from about 8 to about
         13 slices/s: ``benchmarks/bench_models.py``). Falls back to the plain network, with a note,

@@ -35,7 +35,8 @@ from .volume import CTVolume
 
 __all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "slab_frame",
            "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
-           "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE"]
+           "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE",
+           "farthest_point_sample"]
 
 SLAB_MM = 16.0
 LEVEL_HU = -500.0
@@ -165,6 +166,20 @@ def surface_points(hu: np.ndarray, spacing, slice_index: int, n: int, *, seed: i
     idx = sample_surface(verts, faces, n, spacing=spacing, seed=seed)
     frame = SlabFrame(float(slice_index), hu.shape[1], hu.shape[2], tuple(map(float, spacing)), slab_mm)
     return frame.index_to_normalised(idx)
+
+
+def farthest_point_sample(points: np.ndarray, n: int, *, start: int = 0) -> np.ndarray:
+    """``n`` of ``points`` (N, 3), each the farthest from those already taken: an even spread."""
+    pts = np.asarray(points, dtype=np.float64)
+    if not 0 < n <= len(pts):
+        raise ValueError(f"cannot take {n} of {len(pts)} points")
+    chosen = np.empty(n, dtype=np.int64)
+    chosen[0] = start
+    dist = np.sum((pts - pts[start]) ** 2, axis=1)
+    for i in range(1, n):
+        chosen[i] = int(np.argmax(dist))
+        dist = np.minimum(dist, np.sum((pts - pts[chosen[i]]) ** 2, axis=1))
+    return np.asarray(points)[chosen]
 
 
 def reference_point_cloud(ct: CTVolume, slice_index: int, n_points: int = EVAL_POINTS, *,

@@ -275,13 +275,33 @@ def test_joint_training_smoke(tmp_path):
 
     models = {"joint": [{"model": net("joint")}],
               "sequential": [{"seq_denoiser": net("seq_denoiser"), "seq_regressor": net("seq_regressor")}]}
-    results = evaluate_joint(models, template, val, floor=val.points[:, :1000], log=lambda *_: None)
+    spread = torch.from_numpy(np.stack([pc.farthest_point_sample(p.numpy(), 1000) for p in val.points]))
+    results = evaluate_joint(models, template, val, levels={"surface_spread": spread}, log=lambda *_: None)
     rows = results["10%"]
-    assert list(rows) == ["input", "mean_shape", "surface_sample", "joint", "sequential"]
-    assert 0 < rows["surface_sample"]["chamfer"][0] < rows["mean_shape"]["chamfer"][0]
+    assert list(rows) == ["input", "mean_shape", "surface_spread", "joint", "sequential"]
+    assert 0 < rows["surface_spread"]["chamfer"][0] < rows["mean_shape"]["chamfer"][0]
     assert rows["joint"]["seeds"] == 1 and rows["joint"]["psnr"][1] == 0.0
     lines = joint_results_markdown(results, {"kinds": {}}, seeds=1)
-    assert sum("points of the true surface (floor)" in line for line in lines) == 4  # one per dose
+    assert sum("evenly spread points (reference level)" in line for line in lines) == 4  # one per dose
+
+
+def test_farthest_point_sample_spreads_evenly():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-1, 1, (5000, 3))
+    even = pc.farthest_point_sample(pts, 200)
+    assert even.shape == (200, 3) and len({tuple(p) for p in even}) == 200  # distinct
+    pool = {tuple(p) for p in pts}
+    assert all(tuple(e) in pool for e in even)  # taken from the pool, not made up
+    random = pts[rng.choice(5000, 200, replace=False)]
+
+    def gap(sample):  # the largest distance from a pool point to the sample
+        return np.sqrt(((pts[:, None] - sample[None]) ** 2).sum(-1).min(1)).max()
+
+    assert gap(even) < 0.7 * gap(random)
+    # an evenly spread sample of a surface covers it better than a random one of the same size
+    assert pc.chamfer_distance(even, pts)[0] < pc.chamfer_distance(random, pts)[0]
+    with pytest.raises(ValueError, match="cannot take"):
+        pc.farthest_point_sample(pts[:3], 4)
 
 
 def test_untrained_denoising_branch_starts_as_the_identity():

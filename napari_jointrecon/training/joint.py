@@ -42,7 +42,8 @@ import torch.nn.functional as F
 
 from ..dose import DOSE_LEVELS
 from ..models.joint import INPUT_SIZE, N_POINTS, JointNet
-from ..pointcloud import EVAL_POINTS, SLAB_MM, SlabFrame, chamfer_distance, point_metrics, surface_points
+from ..pointcloud import (EVAL_POINTS, SLAB_MM, SlabFrame, chamfer_distance, farthest_point_sample,
+                          point_metrics, surface_points)
 from .data import SPLITS, build_cache, load_chest
 from .train import _lr
 
@@ -268,23 +269,29 @@ def _mean_std(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def surface_samples(centres: list[int], n_points: int = N_POINTS, *, seed_offset: int = 100_000) -> torch.Tensor:
-    """``n_points`` drawn from the true surface of each slab (another draw than the reference's).
+def surface_samples(centres: list[int], n_points: int = N_POINTS, *, spread: bool = False,
+                    seed_offset: int = 100_000) -> torch.Tensor:
+    """``n_points`` on the true surface of each slab, drawn independently of the reference.
 
-    Scored against the reference, they are the floor no 1000-point prediction can go below.
+    Random (area-weighted) or, with ``spread``, evenly spread (farthest-point sampling of a 20x
+    larger random sample). Scored against the reference they say what a prediction of exactly the
+    right shape would score with that many points: reference levels, not a hard floor.
     """
     chest = load_chest()
-    return torch.from_numpy(np.stack([
-        surface_points(chest.hu, chest.spacing, c, n_points, seed=seed_offset + c) for c in centres])).float()
+    out = []
+    for c in centres:
+        pts = surface_points(chest.hu, chest.spacing, c, n_points * (20 if spread else 1), seed=seed_offset + c)
+        out.append(farthest_point_sample(pts, n_points) if spread else pts)
+    return torch.from_numpy(np.stack(out)).float()
 
 
 def evaluate_joint(models: dict[str, list[dict[str, JointNet]]], template: torch.Tensor,
-                   test: JointData, *, floor: torch.Tensor | None = None, log=print) -> dict:
+                   test: JointData, *, levels: dict[str, torch.Tensor] | None = None, log=print) -> dict:
     """Metrics per method and dose: mean over test slabs per training seed, then mean/std over seeds.
 
     ``models`` maps a method name to one entry per seed: ``{"model": net}`` or the sequential pair
-    ``{"seq_denoiser": net, "seq_regressor": net}``. ``floor``: points sampled from the true
-    surfaces (:func:`surface_samples`), reported as the ``surface_sample`` row.
+    ``{"seq_denoiser": net, "seq_regressor": net}``. ``levels``: named point sets taken from the
+    true surfaces (:func:`surface_samples`), scored as rows of their own.
     """
     from ..metrics import psnr, ssim
 
@@ -309,8 +316,8 @@ def evaluate_joint(models: dict[str, list[dict[str, JointNet]]], template: torch
         rows["input"] = {"psnr": (p, 0.0), "ssim": (s, 0.0)}
         shape_pts = template[None].expand(n, -1, -1)
         rows["mean_shape"] = {k: (v, 0.0) for k, v in point_scores(shape_pts).items()}
-        if floor is not None:
-            rows["surface_sample"] = {k: (v, 0.0) for k, v in point_scores(floor).items()}
+        for name, pts in (levels or {}).items():
+            rows[name] = {k: (v, 0.0) for k, v in point_scores(pts).items()}
         for method, seeds in models.items():
             per_seed = []
             for entry in seeds:
@@ -446,12 +453,14 @@ def joint_results_markdown(results: dict, card: dict, *, seeds: int) -> list[str
              "250 mm half field of view); Chamfer mm: the same, not squared, in millimetres; F-score "
              "at 1 % and 5 % of the normalised box (0.02 and 0.10). PSNR/SSIM on [-1000, 1000] HU at "
              f"128 x 128 against the downsampled full dose. Learned rows: mean ± std over {seeds} "
-             "training seeds (each the mean over the test slabs). Floor for the points: "
-             f"\"{N_POINTS} points of the true surface\" is a fresh {N_POINTS}-point sample of the very "
-             "surface the reference comes from: no prediction of that many points can score below it.",
+             f"training seeds (each the mean over the test slabs). Reference levels for the points: {N_POINTS} "
+             "points taken from the very surface the reference comes from, at random (area-weighted) or "
+             "evenly spread (farthest-point sampling of 20,000 random ones), drawn independently of "
+             f"the reference: what a prediction of exactly the right shape scores with {N_POINTS} points.",
              ""]
     names = {"input": "low-dose input", "mean_shape": "mean training shape",
-             "surface_sample": f"{N_POINTS} points of the true surface (floor)",
+             "surface_random": f"true surface, {N_POINTS} random points (reference level)",
+             "surface_spread": f"true surface, {N_POINTS} evenly spread points (reference level)",
              "sequential": "sequential (denoiser -> regressor)", "joint": "joint (design, linear head)",
              "joint_fold": "joint + deformation decoder"}
     for dose, rows in results.items():
@@ -486,7 +495,9 @@ def evaluate_shipped(*, seeds=(0, 1, 2), cache_dir="runs/cache", log=print) -> t
     test = JointData.build("test", cache_dir=cache_dir, log=log)
     template = torch.load(JOINT_WEIGHTS_DIR / "mean_shape.pt", weights_only=True)
     models = {name: [load_point_model(name, s) for s in seeds] for name in ("sequential", "joint", "joint_fold")}
-    results = evaluate_joint(models, template, test, floor=surface_samples(test.centres), log=log)
+    levels = {"surface_random": surface_samples(test.centres),
+              "surface_spread": surface_samples(test.centres, spread=True)}
+    results = evaluate_joint(models, template, test, levels=levels, log=log)
     card = point_model_card()
     card["results"] = {
         "measured_by": "jointrecon evaluate",

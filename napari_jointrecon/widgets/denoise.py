@@ -221,8 +221,8 @@ class DenoiseWidget(Container):
     def _on_result(self, layer, result, info) -> None:
         if self._cancelled:
             return
-        hu, device, dose, raw = result
-        info["dose"] = dose
+        hu, device, dose, raw, compiled = result
+        info.update(dose=dose, compiled=compiled)
         if raw is not None:
             info["dose_estimate"] = raw
         seconds = time.perf_counter() - info.pop("started")
@@ -257,8 +257,9 @@ class DenoiseWidget(Container):
 def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
     """Generator run in the worker thread: yields Progress per batch.
 
-    Returns ``(HU, device used, dose, estimated dose or None)``; ``dose="estimate"`` measures the
-    noise first (here, off the main thread).
+    Returns ``(HU, device used, dose, estimated dose or None, compiled)``; ``dose="estimate"``
+    measures the noise first (here, off the main thread); ``compiled`` is False when compiling was
+    not asked for or failed (the plain network ran).
     """
     from ..inference import iter_denoise
 
@@ -273,8 +274,10 @@ def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
         while True:
             p = next(gen)
             last = p.device
+            if p.message.startswith("torch.compile failed"):
+                compile = False
             yield p
     except StopIteration as stop:
-        return stop.value, last, dose, raw
+        return stop.value, last, dose, raw, compile
     finally:
         gen.close()
