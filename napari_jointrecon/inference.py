@@ -236,9 +236,9 @@ def denoise(
     compile : bool
         Run the network through ``torch.compile`` (fp32, same results within 1e-3 HU). The first run
         of a model in a process compiles it (seconds; more for a new image size); later runs in
-        the same process are faster (on 2 CPU cores the default U-Net goes from about 8 to about
-        13 slices/s: ``benchmarks/bench_models.py``). Falls back to the plain network, with a note,
-        when compiling fails.
+        the same process are faster (on 2 CPU cores the default U-Net went from 6-7 to 11 slices/s:
+        ``docs/BENCHMARKS.md``). Falls back to the plain network, with a note, when compiling
+        fails.
 
     Returns
     -------
