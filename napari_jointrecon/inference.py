@@ -176,7 +176,8 @@ def iter_denoise(
             except Exception as exc:
                 if run is not net and not _is_oom(exc):
                     # no C++ compiler, an unsupported backend...: the eager network gives the same result
-                    _COMPILED.pop((model, dev), None)
+                    with _COMPILED_LOCK:
+                        _COMPILED.pop((model, dev), None)
                     run = net
                     notes.append(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
                                  "ran without it")
