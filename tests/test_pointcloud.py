@@ -285,6 +285,20 @@ def test_joint_training_smoke(tmp_path):
     assert sum("evenly spread points (reference level)" in line for line in lines) == 4  # one per dose
 
 
+def test_true_surface_reference_levels_on_the_chest(chest):
+    from napari_jointrecon.training.joint import surface_samples
+
+    k = 70
+    frame = pc.slab_frame(chest, k)
+    ref = frame.world_to_normalised(nj.reference_point_cloud(chest, k, 10000), chest)
+    random, spread = surface_samples([k])[0], surface_samples([k], spread=True)[0]
+    assert random.shape == spread.shape == (1000, 3)
+    c_random = pc.chamfer_distance(random, ref)[0].item()
+    c_spread = pc.chamfer_distance(spread, ref)[0].item()
+    # both lie on the reference surface (small), drawn apart from it (not zero); spreading helps
+    assert 0 < c_spread < c_random < 0.012, (c_spread, c_random)
+
+
 def test_farthest_point_sample_spreads_evenly():
     rng = np.random.default_rng(0)
     pts = rng.uniform(-1, 1, (5000, 3))
