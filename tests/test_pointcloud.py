@@ -286,12 +286,13 @@ def test_joint_training_smoke(tmp_path):
 
 
 def test_true_surface_reference_levels_on_the_chest(chest):
-    from napari_jointrecon.training.joint import surface_samples
+    from napari_jointrecon.training.joint import surface_levels
 
     k = 70
     frame = pc.slab_frame(chest, k)
     ref = frame.world_to_normalised(nj.reference_point_cloud(chest, k, 10000), chest)
-    random, spread = surface_samples([k])[0], surface_samples([k], spread=True)[0]
+    levels = surface_levels([k])
+    random, spread = levels["surface_random"][0], levels["surface_spread"][0]
     assert random.shape == spread.shape == (1000, 3)
     c_random = pc.chamfer_distance(random, ref)[0].item()
     c_spread = pc.chamfer_distance(spread, ref)[0].item()

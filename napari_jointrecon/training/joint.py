@@ -269,20 +269,21 @@ def _mean_std(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def surface_samples(centres: list[int], n_points: int = N_POINTS, *, spread: bool = False,
-                    seed_offset: int = 100_000) -> torch.Tensor:
+def surface_levels(centres: list[int], n_points: int = N_POINTS, *,
+                   seed_offset: int = 100_000) -> dict[str, torch.Tensor]:
     """``n_points`` on the true surface of each slab, drawn independently of the reference.
 
-    Random (area-weighted) or, with ``spread``, evenly spread (farthest-point sampling of a 20x
-    larger random sample). Scored against the reference they say what a prediction of exactly the
-    right shape would score with that many points: reference levels, not a hard floor.
+    ``surface_random``: an area-weighted random sample (the first ``n_points`` of a 20x larger
+    one, whose points are independent draws); ``surface_spread``: the same larger sample thinned
+    by farthest-point sampling, an even spread. Scored against the reference they say what a
+    prediction of exactly the right shape would score with that many points: reference levels,
+    not a hard floor.
     """
     chest = load_chest()
-    out = []
-    for c in centres:
-        pts = surface_points(chest.hu, chest.spacing, c, n_points * (20 if spread else 1), seed=seed_offset + c)
-        out.append(farthest_point_sample(pts, n_points) if spread else pts)
-    return torch.from_numpy(np.stack(out)).float()
+    pools = [surface_points(chest.hu, chest.spacing, c, 20 * n_points, seed=seed_offset + c) for c in centres]
+    return {"surface_random": torch.from_numpy(np.stack([pool[:n_points] for pool in pools])).float(),
+            "surface_spread": torch.from_numpy(np.stack([farthest_point_sample(pool, n_points)
+                                                         for pool in pools])).float()}
 
 
 def evaluate_joint(models: dict[str, list[dict[str, JointNet]]], template: torch.Tensor,
@@ -291,7 +292,7 @@ def evaluate_joint(models: dict[str, list[dict[str, JointNet]]], template: torch
 
     ``models`` maps a method name to one entry per seed: ``{"model": net}`` or the sequential pair
     ``{"seq_denoiser": net, "seq_regressor": net}``. ``levels``: named point sets taken from the
-    true surfaces (:func:`surface_samples`), scored as rows of their own.
+    true surfaces (:func:`surface_levels`), scored as rows of their own.
     """
     from ..metrics import psnr, ssim
 
@@ -497,9 +498,7 @@ def evaluate_shipped(*, seeds=(0, 1, 2), cache_dir="runs/cache", log=print) -> t
     test = JointData.build("test", cache_dir=cache_dir, log=log)
     template = torch.load(JOINT_WEIGHTS_DIR / "mean_shape.pt", weights_only=True)
     models = {name: [load_point_model(name, s) for s in seeds] for name in ("sequential", "joint", "joint_fold")}
-    levels = {"surface_random": surface_samples(test.centres),
-              "surface_spread": surface_samples(test.centres, spread=True)}
-    results = evaluate_joint(models, template, test, levels=levels, log=log)
+    results = evaluate_joint(models, template, test, levels=surface_levels(test.centres), log=log)
     card = point_model_card()
     card["results"] = {
         "measured_by": "jointrecon evaluate",

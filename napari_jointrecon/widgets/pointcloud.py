@@ -90,7 +90,7 @@ class PointCloudWidget(Container):
         k = current_slice(self._viewer, layer)
         model = self.model_box.value
         args = (volume, k, float(self.dose_box.value), model, bool(self.reference_check.value))
-        self.status.value = f"Predicting the cloud of slice {k} with {self.model_box.value} ..."
+        self.status.value = f"Predicting the cloud of slice {k} with {model} ..."
         self.run_button.enabled = False
         worker = create_worker(_predict_job, *args, _start_thread=False,
                                _connect={"returned": lambda r: self._show(layer, k, model, r),
