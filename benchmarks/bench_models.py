@@ -5,10 +5,12 @@ of 3), the ratio to RED-CNN measured in the same run, and the peak resident memo
 whole 141-slice chest series with the default model (target: at most 2 x its float32 size + 0.5 GB),
 in a process of its own that starts from the saved HU array (reading the DICOM series is measured
 apart, in another process).
-Learned models are timed twice in the same run: as plain PyTorch and through ``torch.compile``
-(``nj.denoise(..., compile=True)``), with the time of the first compiled call (compiling plus the
-4 slices; shorter when inductor's disk cache already holds the kernels) and the largest difference
-between the two outputs. A failed compile is printed as such, not timed.
+Learned models are timed three times in the same run: as ``nj.denoise`` runs them by default on
+the CPU (ONNX Runtime: the "slices/s" column and the RED-CNN ratio), in torch's eager mode
+(``runtime="torch"``), and through ``torch.compile`` (``compile=True``), with the time of the
+first compiled call (compiling plus the 4 slices; shorter when inductor's disk cache already
+holds the kernels). The largest differences from the eager output are printed too. A failed
+export or compile is printed as such, not timed.
 
     .venv/bin/python benchmarks/bench_models.py [--skip-memory] [--models unet redcnn ...]
 """
@@ -35,13 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 CHEST = REPO.parent / "shared" / "data" / "chest-ct-dicom"
 
 
-def speed(name: str, kind: str, *, compile: bool = False) -> tuple[float, float, np.ndarray]:
+def speed(name: str, kind: str, *, compile: bool = False, runtime: str = "auto") -> tuple[float, float, np.ndarray]:
     """(slices/s, seconds of the warm-up call, the warm-up output)."""
     x = np.random.default_rng(0).normal(0, 30, (4, 512, 512)).astype(np.float32) - 100
     n, runs = (4, 5) if kind == "learned" else (1, 3)
     messages = []
     t0 = time.perf_counter()
-    first = nj.denoise(x[:n], model=name, dose=0.25, device="cpu", compile=compile,
+    first = nj.denoise(x[:n], model=name, dose=0.25, device="cpu", compile=compile, runtime=runtime,
                        progress=lambda p: p.message and messages.append(p.message))
     warmup = time.perf_counter() - t0
     if messages:
@@ -49,7 +51,7 @@ def speed(name: str, kind: str, *, compile: bool = False) -> tuple[float, float,
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        nj.denoise(x[:n], model=name, dose=0.25, device="cpu", compile=compile)
+        nj.denoise(x[:n], model=name, dose=0.25, device="cpu", compile=compile, runtime=runtime)
         times.append(time.perf_counter() - t0)
     return n / statistics.median(times), warmup, first
 
@@ -114,10 +116,14 @@ def main() -> int:
           f"{torch.get_num_threads()} threads, fp32")
     cards = {c["name"]: c for c in nj.list_models()}
     names = args.models or list(cards)
-    results, compiled = {}, {}
+    results, eager, compiled = {}, {}, {}
     for name in names:
-        results[name], _, plain = speed(name, cards[name]["kind"])
-        if cards[name]["kind"] == "learned" and not args.no_compile:
+        results[name], _, default_out = speed(name, cards[name]["kind"])
+        if cards[name]["kind"] != "learned":
+            continue
+        rate, _, plain = speed(name, "learned", runtime="torch")
+        eager[name] = (rate, float(np.abs(default_out - plain).max()))
+        if not args.no_compile:
             try:
                 rate, first, out = speed(name, "learned", compile=True)
                 compiled[name] = (rate, first, float(np.abs(out - plain).max()))
@@ -125,19 +131,25 @@ def main() -> int:
                 print(f"{name}: {exc}")
     base = results.get("redcnn")
     print(f"{'model':16s} {'kind':9s} {'slices/s':>9s} {'x RED-CNN':>9s} {'params':>9s} {'GFLOPs':>7s} "
-          f"{'compiled/s':>10s} {'x plain':>7s} {'1st call s':>10s} {'max |diff| HU':>13s}")
+          f"{'eager/s':>8s} {'x eager':>7s} {'|diff| HU':>9s} "
+          f"{'compiled/s':>10s} {'x eager':>7s} {'1st call s':>10s} {'|diff| HU':>9s}")
     for name in names:
         card = cards[name]
         ratio = f"{results[name] / base:9.2f}" if base else f"{'-':>9s}"
         params = f"{card['parameters']:9,d}" if "parameters" in card else f"{'-':>9s}"
         flops = f"{card['flops_per_512_slice'] / 1e9:7.1f}" if "flops_per_512_slice" in card else f"{'-':>7s}"
+        if name in eager:
+            rate, diff = eager[name]
+            plain = f"{rate:8.2f} {results[name] / rate:7.2f} {diff:9.2e}"
+        else:
+            plain = f"{'-':>8s} {'-':>7s} {'-':>9s}"
         if name in compiled:
             rate, first, diff = compiled[name]
-            comp = f"{rate:10.2f} {rate / results[name]:7.2f} {first:10.1f} {diff:13.2e}"
+            comp = f"{rate:10.2f} {rate / eager[name][0]:7.2f} {first:10.1f} {diff:9.2e}"
         else:
-            comp = f"{'-':>10s} {'-':>7s} {'-':>10s} {'-':>13s}"
+            comp = f"{'-':>10s} {'-':>7s} {'-':>10s} {'-':>9s}"
         flag = " (default)" if card["default"] else ""
-        print(f"{name:16s} {card['kind']:9s} {results[name]:9.2f} {ratio} {params} {flops} {comp}{flag}")
+        print(f"{name:16s} {card['kind']:9s} {results[name]:9.2f} {ratio} {params} {flops} {plain} {comp}{flag}")
     print(f"peak RSS of this process: {_peak_mb():.0f} MB")
     if not args.skip_memory:  # fresh processes, so that one peak does not hide another
         with tempfile.TemporaryDirectory() as tmp:

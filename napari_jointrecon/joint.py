@@ -6,7 +6,12 @@ Point models (weights in ``models/weights/joint/``, one file per training seed, 
 * ``joint`` (default): the design's two-branch network, linear point head;
 * ``joint_fold``: the same encoder and denoising branch with a deformation decoder;
 * ``sequential``: the baseline, a denoiser followed by a separate point regressor trained on
-  full-dose slices.
+  full-dose slices;
+* ``joint_occ``: the encoder and a denoising branch with an occupancy decoder: the network
+  predicts which voxels of the slab lie inside the body, and the points are taken from that
+  volume's surface (the most accurate point model; see ``docs/RESULTS.md``);
+* ``sequential_occ``: its sequential baseline (denoiser, then an occupancy regressor trained on
+  full-dose slices).
 
 The networks read a 128 x 128 slice (area-averaged from the input, which must be at least
 128 x 128) and return 1000 points in the normalised slab frame of :mod:`.pointcloud`, mapped here to
@@ -35,6 +40,8 @@ POINT_MODELS = {
     "joint": ("joint",),
     "joint_fold": ("joint_fold",),
     "sequential": ("seq_denoiser", "seq_regressor"),
+    "joint_occ": ("joint_occ",),
+    "sequential_occ": ("seq_denoiser_rel", "seq_regressor_occ"),
 }
 DEFAULT_POINT_MODEL = "joint"
 _LOADED: dict = {}
@@ -61,7 +68,8 @@ def _sha256(path: Path) -> str:
 def load_point_model(name: str = DEFAULT_POINT_MODEL, seed: int = 0) -> dict:
     """The network(s) of a point model, eval mode on the CPU, checksums verified.
 
-    Returns ``{"model": net}`` or, for ``sequential``, ``{"seq_denoiser": net, "seq_regressor": net}``.
+    Returns ``{"model": net}`` or, for a sequential model, its denoiser and regressor by kind
+    (``{"seq_denoiser": net, "seq_regressor": net}``).
     """
     import torch
 
@@ -116,7 +124,7 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     dose : float
         The dose fraction of the scan (0.25 for 25 %). The point models were trained on all four
         dose levels together and do not take it as an input; it is checked, like everywhere else.
-    model : {"joint", "joint_fold", "sequential"}
+    model : {"joint", "joint_fold", "sequential", "joint_occ", "sequential_occ"}
     device : {"auto", "cuda", "mps", "cpu"}
         As :func:`napari_jointrecon.denoise`; a GPU out of memory falls back to the CPU.
     spacing : (dy, dx) in mm, optional
@@ -162,12 +170,12 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     dev = select_device(device)
     try:
         moved = {key: net.to(dev) for key, net in nets.items()}
-        den, pts = _run(moved, x.to(dev))
+        den, pts = _run(moved, x.to(dev), extents=[frame.half_extent_mm])
     except RuntimeError as exc:
         if dev == "cpu" or not _is_oom(exc):
             raise
         moved = {key: net.to("cpu") for key, net in nets.items()}
-        den, pts = _run(moved, x)
+        den, pts = _run(moved, x, extents=[frame.half_extent_mm])
     finally:
         for net in nets.values():
             net.to("cpu")

@@ -36,7 +36,7 @@ from .volume import CTVolume
 __all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "slab_frame",
            "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
            "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE",
-           "farthest_point_sample"]
+           "farthest_point_sample", "occupancy_points", "body_mask", "slab_bounds"]
 
 SLAB_MM = 16.0
 LEVEL_HU = -500.0
@@ -113,10 +113,37 @@ def _slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: flo
     return lo, hi
 
 
+def _largest_region(mask: np.ndarray) -> np.ndarray | None:
+    """The largest connected region of a boolean mask (None if the mask is empty)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def body_mask(slab: np.ndarray, slice_index: int, *, level: float = LEVEL_HU) -> np.ndarray:
+    """The largest connected region above ``level`` in a slab: the body without table or cables."""
+    body = _largest_region(slab > level)
+    if body is None:
+        raise ValueError(f"no tissue above {level:g} HU in the slab around slice {slice_index}")
+    if body.sum() < 64:
+        raise ValueError(f"no body in the slab around slice {slice_index} (only {body.sum()} voxels "
+                         f"above {level:g} HU)")
+    return body
+
+
+def slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: float = SLAB_MM) -> tuple[int, int]:
+    """First and last slice of the slab around ``slice_index`` (a clear error near the ends)."""
+    return _slab_bounds(n_slices, slice_index, spacing_z, slab_mm)
+
+
 def surface_mesh(hu: np.ndarray, spacing, slice_index: int, *, slab_mm: float = SLAB_MM,
                  level: float = LEVEL_HU) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (in voxel indices of ``hu``, z y x) and faces of the body's iso-surface in the slab."""
-    from scipy import ndimage
     from skimage.measure import marching_cubes
 
     hu = np.asarray(hu)
@@ -126,15 +153,7 @@ def surface_mesh(hu: np.ndarray, spacing, slice_index: int, *, slab_mm: float = 
     slab = np.asarray(hu[lo:hi + 1], dtype=np.float32)
     if not np.isfinite(slab).all():
         raise ValueError("the slab contains NaN or infinite values")
-    labels, n = ndimage.label(slab > level)
-    if n == 0:
-        raise ValueError(f"no tissue above {level:g} HU in the slab around slice {slice_index}")
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    body = labels == int(np.argmax(sizes))
-    if body.sum() < 64:
-        raise ValueError(f"no body in the slab around slice {slice_index} (only {body.sum()} voxels "
-                         f"above {level:g} HU)")
+    body = body_mask(slab, slice_index, level=level)
     slab = np.where(body | (slab <= level), slab, np.float32(-1000.0))
     verts, faces, _, _ = marching_cubes(slab, level=level, spacing=tuple(float(s) for s in spacing))
     verts = verts / np.asarray(spacing, dtype=np.float64)
@@ -173,13 +192,58 @@ def farthest_point_sample(points: np.ndarray, n: int, *, start: int = 0) -> np.n
     pts = np.asarray(points, dtype=np.float64)
     if not 0 < n <= len(pts):
         raise ValueError(f"cannot take {n} of {len(pts)} points")
+    cols = [np.ascontiguousarray(pts[:, k]) for k in range(pts.shape[1])]  # column-wise: ~10x faster
     chosen = np.empty(n, dtype=np.int64)
     chosen[0] = start
-    dist = np.sum((pts - pts[start]) ** 2, axis=1)
-    for i in range(1, n):
-        chosen[i] = int(np.argmax(dist))
-        dist = np.minimum(dist, np.sum((pts - pts[chosen[i]]) ** 2, axis=1))
+    dist = np.full(len(pts), np.inf)
+    new, tmp = np.empty(len(pts)), np.empty(len(pts))
+    for i in range(n):
+        if i:
+            chosen[i] = int(np.argmax(dist))
+        j = chosen[i]
+        new.fill(0.0)
+        for col in cols:
+            np.subtract(col, col[j], out=tmp)
+            np.square(tmp, out=tmp)
+            new += tmp
+        np.minimum(dist, new, out=dist)
     return np.asarray(points)[chosen]
+
+
+def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int = 0,
+                     pool_factor: int = 10) -> np.ndarray:
+    """``n`` points on the 0.5 iso-surface of a slab occupancy ``(planes, rows, cols)``, normalised.
+
+    Plane ``i`` lies at normalised z = -1 + 2 i / (planes - 1); pixel ``(r, c)`` at the normalised
+    y, x of :class:`SlabFrame` for a ``rows`` x ``cols`` image. As for the reference surface, only
+    the largest connected region above 0.5 is kept. ``pool_factor * n`` points are drawn by area
+    (measured in mm with ``half_extent_mm``, :attr:`SlabFrame.half_extent_mm`; default a 16 mm
+    slab and a 500 mm field of view) and thinned to ``n`` by farthest-point sampling.
+    """
+    from skimage.measure import marching_cubes
+
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.ndim != 3 or min(prob.shape) < 2:
+        raise ValueError(f"an occupancy must be (planes, rows, cols) with at least 2 of each, got {prob.shape}")
+    if not np.isfinite(prob).all():
+        raise ValueError("the occupancy has NaN or infinite values")
+    planes, rows, cols = prob.shape
+    inside = prob > 0.5
+    body = _largest_region(inside)
+    if body is None:
+        raise ValueError("the predicted occupancy is empty: no body to take points from")
+    vol = np.where(body | ~inside, prob, np.float32(0.0))
+    unit = np.array([2.0 / (planes - 1), 2.0 / rows, 2.0 / cols])  # normalised units per index step
+    ext = np.asarray(half_extent_mm if half_extent_mm is not None else (SLAB_MM / 2, 250.0, 250.0),
+                     dtype=np.float64)
+    step_mm = unit * ext
+    verts, faces, _, _ = marching_cubes(vol, level=0.5, spacing=tuple(step_mm))
+    idx = sample_surface(verts / step_mm, faces, pool_factor * n, spacing=step_mm, seed=seed)
+    norm = np.empty_like(idx)
+    norm[:, 0] = idx[:, 0] * unit[0] - 1.0
+    norm[:, 1] = (idx[:, 1] - (rows - 1) / 2) / (rows / 2)
+    norm[:, 2] = (idx[:, 2] - (cols - 1) / 2) / (cols / 2)
+    return farthest_point_sample(norm, n)
 
 
 def reference_point_cloud(ct: CTVolume, slice_index: int, n_points: int = EVAL_POINTS, *,

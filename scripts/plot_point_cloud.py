@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     k = args.slice
     ref = nj.reference_point_cloud(chest, k, 10000)
     frame = slab_frame(chest, k)
-    models = ("joint", "joint_fold", "sequential")
+    models = ("joint_occ", "joint", "sequential_occ", "sequential", "joint_fold")
     preds = {m: nj.predict_point_cloud(low, slice_index=k, dose=args.dose / 100, model=m) for m in models}
     fig, axes = plt.subplots(len(models), 3, figsize=(13, 4 * len(models)))
     views = [("axial (y vs x)", 2, 1), ("coronal (z vs x)", 2, 0), ("sagittal (z vs y)", 1, 0)]

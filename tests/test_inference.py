@@ -132,7 +132,66 @@ def test_failed_compile_falls_back_to_the_plain_network(slice_hu):
     assert broken.call_count == 1  # tried once, then the plain network ran every batch
     assert any("torch.compile failed" in p.message and "C++ compiler" in p.message for p in seen)
     assert any("torch.compile failed" in n for n in out.notes)
-    assert np.array_equal(out.hu, denoise(vol.hu, model=DEFAULT_MODEL, dose=0.25))
+    assert np.array_equal(out.hu, denoise(vol.hu, model=DEFAULT_MODEL, dose=0.25, runtime="torch"))
+
+
+@pytest.mark.parametrize("requested,device,compile,available,expected", [
+    ("auto", "cpu", False, True, "onnxruntime"),
+    ("auto", "cpu", False, False, "torch"),
+    ("auto", "cpu", True, True, "torch"),
+    ("auto", "cuda", False, True, "torch"),
+    ("auto", "mps", False, True, "torch"),
+    ("torch", "cpu", False, True, "torch"),
+    ("onnxruntime", "cpu", False, True, "onnxruntime"),
+])
+def test_select_runtime_is_a_pure_choice(requested, device, compile, available, expected):
+    assert inference.select_runtime(requested, device, compile=compile,
+                                    onnxruntime_available=available) == expected
+
+
+def test_select_runtime_refuses_what_cannot_run():
+    with pytest.raises(ValueError, match="on the CPU here"):
+        inference.select_runtime("onnxruntime", "cuda", onnxruntime_available=True)
+    with pytest.raises(ValueError, match="compile is a torch option"):
+        inference.select_runtime("onnxruntime", "cpu", compile=True, onnxruntime_available=True)
+    with pytest.raises(ValueError, match="not installed"):
+        inference.select_runtime("onnxruntime", "cpu", onnxruntime_available=False)
+    with pytest.raises(ValueError, match="unknown runtime"):
+        inference.select_runtime("tensorrt", "cpu")
+    with pytest.raises(ValueError, match="unknown runtime"):
+        denoise(np.zeros((16, 16)), model=DEFAULT_MODEL, dose=0.25, runtime="tensorrt")
+
+
+def test_onnx_runtime_gives_the_torch_result(slice_hu):
+    vol = nj.CTVolume(slice_hu)
+    with mock.patch.dict(inference._ONNX, clear=True):
+        fast = denoise(vol, model=DEFAULT_MODEL, dose=0.25)  # auto: ONNX Runtime on the CPU
+        assert any(key[0] == DEFAULT_MODEL for key in inference._ONNX)  # it really ran there
+        again = denoise(vol, model=DEFAULT_MODEL, dose=0.25, runtime="onnxruntime")
+    plain = denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, runtime="torch")
+    assert any("ONNX Runtime" in n for n in fast.notes)
+    assert np.abs(fast.hu - plain).max() < inference.ONNX_TOLERANCE_HU
+    assert np.array_equal(fast.hu, again.hu)  # deterministic
+    assert not np.allclose(fast.hu, slice_hu, atol=1.0)  # and it did denoise
+
+
+def test_failed_onnx_export_falls_back_to_torch(slice_hu):
+    crop = np.ascontiguousarray(slice_hu[:, :96, :96])
+    plain = denoise(crop, model=DEFAULT_MODEL, dose=0.25, runtime="torch")
+    broken = mock.patch.object(torch.onnx, "export", side_effect=RuntimeError("unsupported operator"))
+    with mock.patch.dict(inference._ONNX, clear=True), broken:
+        out = denoise(nj.CTVolume(crop), model=DEFAULT_MODEL, dose=0.25)
+        assert not inference._ONNX
+        with pytest.raises(RuntimeError, match="unsupported operator"):  # asked for, not given
+            denoise(crop, model=DEFAULT_MODEL, dose=0.25, runtime="onnxruntime")
+    assert any("ONNX Runtime failed" in n and "unsupported operator" in n for n in out.notes)
+    assert np.array_equal(out.hu, plain)
+    # an export that does not reproduce torch is never used
+    with mock.patch.dict(inference._ONNX, clear=True), mock.patch.object(inference, "ONNX_TOLERANCE_HU", -1.0):
+        out = denoise(nj.CTVolume(crop), model=DEFAULT_MODEL, dose=0.25)
+        assert not inference._ONNX
+    assert any("differs from torch" in n for n in out.notes)
+    assert np.array_equal(out.hu, plain)
 
 
 @pytest.mark.parametrize("array,dose,message", [

@@ -253,11 +253,15 @@ def test_joint_training_smoke(tmp_path):
     g = torch.Generator().manual_seed(0)
     n = 6
     clean = torch.rand(n, 128, 128, generator=g) * 0.1 + 0.45
+    yy, xx = np.mgrid[0:128, 0:128]
+    discs = [(np.hypot(yy - 64, xx - 64) < 30 + 2 * k).astype(np.float32) for k in range(n)]
+    occupancy = torch.from_numpy(np.stack(discs))[:, None].expand(-1, 9, -1, -1).clone()
     data = JointData(clean=clean, low=(clean + 0.05 * torch.randn(4, 2, n, 128, 128, generator=g)),
                      points=torch.rand(n, 1500, 3, generator=g) * 2 - 1, centres=list(range(n)),
-                     frames=[pc.SlabFrame(float(k), 512, 512, (2.0, 1.0, 1.0)) for k in range(n)])
+                     frames=[pc.SlabFrame(float(k), 512, 512, (2.0, 1.0, 1.0)) for k in range(n)],
+                     occupancy=occupancy)
     val = JointData(clean=clean[:2], low=data.low[:, :1, :2], points=data.points[:2],
-                    centres=[0, 1], frames=data.frames[:2])
+                    centres=[0, 1], frames=data.frames[:2], occupancy=occupancy[:2])
     template = mean_shape(data, steps=20)
     assert template.shape == (1000, 3)
     for kind in KINDS:
@@ -274,11 +278,14 @@ def test_joint_training_smoke(tmp_path):
         return m.eval()
 
     models = {"joint": [{"model": net("joint")}],
-              "sequential": [{"seq_denoiser": net("seq_denoiser"), "seq_regressor": net("seq_regressor")}]}
+              "sequential": [{"seq_denoiser": net("seq_denoiser"), "seq_regressor": net("seq_regressor")}],
+              "sequential_occ": [{"seq_denoiser_rel": net("seq_denoiser_rel"),
+                                  "seq_regressor_occ": net("seq_regressor_occ")}]}
     spread = torch.from_numpy(np.stack([pc.farthest_point_sample(p.numpy(), 1000) for p in val.points]))
     results = evaluate_joint(models, template, val, levels={"surface_spread": spread}, log=lambda *_: None)
     rows = results["10%"]
-    assert list(rows) == ["input", "mean_shape", "surface_spread", "joint", "sequential"]
+    assert list(rows) == ["input", "mean_shape", "surface_spread", "joint", "sequential", "sequential_occ"]
+    assert rows["sequential_occ"]["chamfer"][0] > 0
     assert 0 < rows["surface_spread"]["chamfer"][0] < rows["mean_shape"]["chamfer"][0]
     assert rows["joint"]["seeds"] == 1 and rows["joint"]["psnr"][1] == 0.0
     lines = joint_results_markdown(results, {"kinds": {}}, seeds=1)
@@ -326,3 +333,58 @@ def test_untrained_denoising_branch_starts_as_the_identity():
     x = torch.rand(2, 1, 128, 128)
     den, pts = net(x)
     assert torch.equal(den, x) and pts.shape == (2, 1000, 3)
+
+
+def test_occupancy_points_lie_on_the_predicted_surface_evenly():
+    # a cylinder of radius 40 pixels through all 9 planes, soft-edged like an area-averaged mask,
+    # and a small separate blob that must be dropped (as the reference drops the table)
+    from napari_jointrecon.training.joint import downsample
+
+    yy, xx = np.mgrid[0:512, 0:512]
+    disc = (np.hypot(yy - 255.5, xx - 255.5) < 160).astype(np.float32)
+    disc[20:40, 20:40] = 1.0
+    prob = downsample(disc).numpy()[None].repeat(9, 0)
+    pts = pc.occupancy_points(prob, 1000, seed=3)
+    assert pts.shape == (1000, 3) and len({tuple(p) for p in pts}) == 1000
+    r = np.hypot(pts[:, 1], pts[:, 2])
+    assert np.abs(r - 160 / 256).max() < 1 / 64  # within a 128-grid pixel of the true radius
+    assert pts[:, 0].min() > -1 - 1e-9 and pts[:, 0].max() < 1 + 1e-9 and np.ptp(pts[:, 0]) > 1.8
+    counts = np.histogram(np.arctan2(pts[:, 1], pts[:, 2]), bins=8, range=(-np.pi, np.pi))[0]
+    assert counts.min() > 0.9 * counts.mean()  # spread evenly round the surface
+    assert np.array_equal(pts, pc.occupancy_points(prob, 1000, seed=3))
+    with pytest.raises(ValueError, match="empty"):
+        pc.occupancy_points(np.zeros((9, 128, 128)), 1000)
+    with pytest.raises(ValueError, match="NaN"):
+        pc.occupancy_points(np.where(prob > 0, np.nan, 0.0), 1000)
+    with pytest.raises(ValueError, match="planes"):
+        pc.occupancy_points(prob[0], 1000)
+
+
+def test_occupancy_target_of_the_chest_gives_its_surface(chest):
+    from napari_jointrecon.training.joint import downsample, slab_occupancy
+
+    k = 70
+    occ = slab_occupancy(chest.hu, chest.spacing, k)
+    assert occ.shape == (9, 128, 128) and 0 <= float(occ.min()) and float(occ.max()) <= 1
+    # the middle plane is the slice's own body mask (above -500 HU), area-averaged
+    mid = downsample((chest.hu[k] > -500).astype(np.float32))
+    inside = occ[4] > 0.5
+    assert float((mid[inside] > 0.5).float().mean()) > 0.99
+    # the true occupancy's iso-surface, sampled as the head samples, lies on the reference surface:
+    # close to the evenly spread true-surface level (about 0.005 on these slabs)
+    frame = pc.slab_frame(chest, k)
+    ref = frame.world_to_normalised(nj.reference_point_cloud(chest, k, 10000), chest)
+    pts = pc.occupancy_points(occ.numpy(), 1000, half_extent_mm=frame.half_extent_mm)
+    assert pc.chamfer_distance(pts, ref)[0].item() < 0.008
+
+
+def test_relative_mse_weighs_every_dose_alike():
+    from napari_jointrecon.training.joint import relative_mse
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(2, 1, 32, 32, generator=g)
+    noisy = ref + torch.tensor([0.3, 0.01])[:, None, None, None] * torch.randn(2, 1, 32, 32, generator=g)
+    assert relative_mse(noisy, ref, noisy).item() == pytest.approx(1.0)  # the identity, at both levels
+    halfway = ref + 0.5 * (noisy - ref)
+    assert relative_mse(halfway, ref, noisy).item() == pytest.approx(0.25, rel=1e-5)
+    assert relative_mse(ref, ref, noisy).item() == 0.0

@@ -11,6 +11,12 @@ Variants built from the same parts:
 * ``head="fold"``: a deformation decoder instead of the linear layer. A fixed template (the mean
   training shape) is moved point by point by a shared MLP that sees the image's global feature and
   the template point (FoldingNet-style), so the output is a smooth deformation of a plausible shape;
+* ``head="occ"``: an occupancy decoder. A second decoder beside the denoising branch predicts, for
+  each of ``N_PLANES`` planes across the slab, which pixels lie inside the body's -500 HU surface
+  (logits). The points are then taken from that predicted volume's iso-surface
+  (:func:`napari_jointrecon.pointcloud.occupancy_points`), so they lie on a surface by
+  construction and are spread evenly; trained with binary cross-entropy against the slab's
+  area-averaged body mask instead of Chamfer;
 * ``denoise=False``: the point regressor of the sequential baseline (encoder + point head);
 * ``head=None``: the denoiser of the sequential baseline (encoder + denoising branch).
 """
@@ -21,10 +27,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["JointNet", "INPUT_SIZE", "N_POINTS"]
+__all__ = ["JointNet", "INPUT_SIZE", "N_POINTS", "N_PLANES"]
 
 INPUT_SIZE = 128
 N_POINTS = 1000
+#: Planes of the occupancy head across the slab, at normalised z = -1, -0.75, ..., 1 (2 mm apart in
+#: the 16 mm slab: the chest series' own slices).
+N_PLANES = 9
 
 
 def _cbr(cin: int, cout: int, stride: int = 1, dropout: float = 0.0) -> nn.Sequential:
@@ -117,20 +126,47 @@ class FoldPointHead(nn.Module):
         return (t + self.mlp(z)).transpose(1, 2)
 
 
+class OccupancyHead(nn.Module):
+    """A decoder like the denoising branch (no dropout, no residual): slab occupancy logits.
+
+    Output ``(B, N_PLANES, 128, 128)``: plane ``i`` is the slab at normalised z = -1 + 2 i / (N_PLANES - 1).
+    """
+
+    def __init__(self, width: int = 16, planes: int = N_PLANES):
+        super().__init__()
+        self.up3 = _cbr(3 * width, 2 * width)
+        self.up2 = _cbr(4 * width, width)
+        self.out = nn.Sequential(_cbr(2 * width, width), nn.Conv2d(width, planes, 3, padding=1))
+
+    def forward(self, feats):
+        f1, f2, f3 = feats
+        y = F.interpolate(self.up3(f3), scale_factor=2, mode="bilinear", align_corners=False)
+        y = F.interpolate(self.up2(torch.cat([y, f2], 1)), scale_factor=2, mode="bilinear",
+                          align_corners=False)
+        return self.out(torch.cat([y, f1], 1))
+
+
 class JointNet(nn.Module):
-    """Input ``(B, 1, 128, 128)`` in model scale; returns ``(denoised or None, points or None)``."""
+    """Input ``(B, 1, 128, 128)`` in model scale; returns ``(denoised or None, points or None)``.
+
+    With ``head="occ"`` the second output is the occupancy logits ``(B, N_PLANES, 128, 128)``, not
+    points: :func:`napari_jointrecon.training.joint._run` turns them into points.
+    """
 
     def __init__(self, *, head: str | None = "linear", denoise: bool = True, width: int = 16,
                  n_points: int = N_POINTS):
         super().__init__()
-        if head not in ("linear", "fold", None):
+        if head not in ("linear", "fold", "occ", None):
             raise ValueError(f"unknown point head {head!r}")
         if head is None and not denoise:
             raise ValueError("a network needs a denoising branch, a point head, or both")
         self.head_kind = head
         self.encoder = SharedEncoder(width)
         self.denoise = DenoiseBranch(width) if denoise else None
-        if head is not None:
+        if head == "occ":
+            self.feature = None
+            self.points = OccupancyHead(width)
+        elif head is not None:
             self.feature = GlobalFeature(width)
             self.points = (LinearPointHead if head == "linear" else FoldPointHead)(self.feature.dim, n_points)
         else:
@@ -146,5 +182,10 @@ class JointNet(nn.Module):
     def forward(self, x):
         feats = self.encoder(x)
         den = self.denoise(x, feats) if self.denoise is not None else None
-        pts = self.points(self.feature(feats[2])) if self.points is not None else None
+        if self.points is None:
+            pts = None
+        elif self.feature is None:
+            pts = self.points(feats)
+        else:
+            pts = self.points(self.feature(feats[2]))
         return den, pts

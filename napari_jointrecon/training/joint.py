@@ -25,6 +25,17 @@ Kinds (each trained for several seeds):
 * ``seq_denoiser`` + ``seq_regressor``: the sequential baseline, a denoiser trained with MSE and a
   separate point regressor trained on full-dose slices with Chamfer; at test time the regressor
   reads the denoiser's output;
+* ``joint_occ``: the joint network with an occupancy decoder as its reconstruction branch
+  (:class:`~napari_jointrecon.models.joint.OccupancyHead`), loss 1.0 relative MSE + 1.0 binary
+  cross-entropy against the slab's body mask (area-averaged to 128 x 128, one plane per 2 mm);
+  the points come from the predicted occupancy's iso-surface;
+* ``seq_denoiser_rel`` + ``seq_regressor_occ``: its sequential baseline, the same two parts trained
+  apart (the denoiser with the same relative MSE, the occupancy regressor on full-dose slices).
+
+Relative MSE: each image's MSE divided by its input's (``MSE(out, ref) / MSE(in, ref)``), so a
+70 % dose image weighs as much as a 10 % one. With the plain MSE the 10 % images, with about 20
+times the noise power, dominate the loss and the network over-smooths the higher doses (measured:
+the plain-MSE branches score below their input at 50 and 70 %).
 * the mean training shape (the best constant prediction under Chamfer) is the floor.
 """
 
@@ -41,16 +52,22 @@ import torch
 import torch.nn.functional as F
 
 from ..dose import DOSE_LEVELS
-from ..models.joint import INPUT_SIZE, N_POINTS, JointNet
-from ..pointcloud import (EVAL_POINTS, SLAB_MM, SlabFrame, chamfer_distance, farthest_point_sample,
-                          point_metrics, surface_points)
+from ..models.joint import INPUT_SIZE, N_PLANES, N_POINTS, JointNet
+from ..pointcloud import (EVAL_POINTS, SLAB_MM, SlabFrame, body_mask, chamfer_distance,
+                          farthest_point_sample, occupancy_points, point_metrics, slab_bounds,
+                          surface_points)
 from .data import SPLITS, build_cache, load_chest
 from .train import _lr
 
 __all__ = ["JointData", "JointConfig", "KINDS", "build_model", "train_joint", "mean_shape",
            "downsample", "evaluate_joint", "TRAIN_POOL"]
 
-KINDS = ("joint", "joint_fold", "seq_denoiser", "seq_regressor")
+KINDS = ("joint", "joint_fold", "seq_denoiser", "seq_regressor", "joint_occ", "seq_denoiser_rel",
+         "seq_regressor_occ")
+#: Kinds trained with the relative MSE (module docstring).
+RELATIVE_MSE = ("joint_occ", "seq_denoiser_rel")
+#: Kinds whose second output is slab occupancy logits, not points.
+OCCUPANCY = ("joint_occ", "seq_regressor_occ")
 #: Dense samples per training slab; each step draws 1000 of them (a fresh sample every time).
 TRAIN_POOL = 8192
 
@@ -64,6 +81,12 @@ def build_model(kind: str) -> JointNet:
         return JointNet(head=None)
     if kind == "seq_regressor":
         return JointNet(head="linear", denoise=False)
+    if kind == "joint_occ":
+        return JointNet(head="occ")
+    if kind == "seq_denoiser_rel":
+        return JointNet(head=None)
+    if kind == "seq_regressor_occ":
+        return JointNet(head="occ", denoise=False)
     raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
 
 
@@ -74,6 +97,16 @@ def downsample(hu: np.ndarray | torch.Tensor, size: int = INPUT_SIZE) -> torch.T
     x = x.reshape(-1, 1, *x.shape[-2:])
     y = F.interpolate(x, size=(size, size), mode="area")
     return y.reshape(*lead, size, size)
+
+
+def slab_occupancy(hu: np.ndarray, spacing, centre: int, *, slab_mm: float = SLAB_MM) -> torch.Tensor:
+    """The occupancy head's target: the slab's body mask (the region the reference surface bounds),
+    area-averaged to ``(N_PLANES, 128, 128)``; the slab must have exactly ``N_PLANES`` slices."""
+    lo, hi = slab_bounds(hu.shape[0], centre, float(spacing[0]), slab_mm)
+    if hi - lo + 1 != N_PLANES:
+        raise ValueError(f"the {slab_mm:g} mm slab has {hi - lo + 1} slices, the occupancy head {N_PLANES}")
+    body = body_mask(np.asarray(hu[lo:hi + 1], dtype=np.float32), centre)
+    return downsample(body.astype(np.float32))
 
 
 POINT_SPLITS = {
@@ -101,6 +134,7 @@ class JointData:
     points: torch.Tensor       # (n, P, 3) normalised
     centres: list[int]         # volume slice index of each item
     frames: list[SlabFrame]
+    occupancy: torch.Tensor | None = None  # (n, N_PLANES, 128, 128) body fraction per pixel
 
     @classmethod
     def build(cls, split: str, *, cache_dir="runs/cache", n_points: int | None = None, log=print,
@@ -108,6 +142,11 @@ class JointData:
         path = Path(data_dir) / f"{split}.pt"
         if path.exists():
             saved = torch.load(path, weights_only=False)
+            if saved.get("occupancy") is None:  # caches written before the occupancy head
+                chest = load_chest()
+                saved["occupancy"] = torch.stack([slab_occupancy(chest.hu, chest.spacing, c)
+                                                  for c in saved["centres"]])
+                torch.save(saved, path)
             return cls(**saved)
         chest = load_chest()
         centres = list(POINT_SPLITS[split])
@@ -128,7 +167,8 @@ class JointData:
         log(f"{split}: {len(centres)} slabs, surfaces in {time.perf_counter() - t0:.0f} s")
         frames = [SlabFrame(float(c), chest.shape[1], chest.shape[2], tuple(map(float, chest.spacing)))
                   for c in centres]
-        data = dict(clean=clean, low=low, points=pts, centres=centres, frames=frames)
+        occ = torch.stack([slab_occupancy(chest.hu, chest.spacing, c) for c in centres])
+        data = dict(clean=clean, low=low, points=pts, centres=centres, frames=frames, occupancy=occ)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(data, path)
         return cls(**data)
@@ -163,6 +203,12 @@ def mean_shape(train: JointData, *, steps: int = 600, seed: int = 0) -> torch.Te
     return shape.detach()
 
 
+def relative_mse(out: torch.Tensor, ref: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
+    """Mean over images of ``MSE(out, ref) / MSE(inp, ref)``: 1 for the identity at any dose."""
+    dims = tuple(range(1, out.ndim))
+    return (((out - ref) ** 2).mean(dim=dims) / ((inp - ref) ** 2).mean(dim=dims).clamp_min(1e-12)).mean()
+
+
 def _batch(data: JointData, idx: torch.Tensor, g: torch.Generator, *, full_dose: bool):
     b = idx.shape[0]
     if full_dose:
@@ -174,24 +220,57 @@ def _batch(data: JointData, idx: torch.Tensor, g: torch.Generator, *, full_dose:
     y = data.clean[idx]
     sub = torch.randint(0, data.points.shape[1], (b, N_POINTS), generator=g)
     pts = torch.gather(data.points[idx], 1, sub[..., None].expand(-1, -1, 3)).clone()
+    occ = data.occupancy[idx].clone() if data.occupancy is not None else None
     flip = torch.rand(b, generator=g) < 0.5  # left-right mirror: image columns and x together
     x, y = x.clone(), y.clone()
     x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
     pts[flip, :, 2] = -pts[flip, :, 2]
-    return x[:, None], y[:, None], pts
+    if occ is not None:
+        occ[flip] = occ[flip].flip(-1)
+    return x[:, None], y[:, None], pts, occ
+
+
+def _points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = True) -> torch.Tensor:
+    """A point head's output as points: occupancy logits go through their iso-surface.
+
+    An empty predicted occupancy raises, unless ``strict=False`` (validation during training, when an
+    early network may predict nothing): its points are then all at the slab's centre, scored as
+    the miss they are.
+    """
+    if net.head_kind != "occ":
+        return out
+    prob = torch.sigmoid(out).cpu().numpy()
+    pts = []
+    for k, p in enumerate(prob):
+        ext = None if extents is None else extents[k]
+        if not strict and not (p > 0.5).any():
+            pts.append(np.zeros((N_POINTS, 3)))
+            continue
+        pts.append(occupancy_points(p, N_POINTS, half_extent_mm=ext))
+    return torch.from_numpy(np.stack(pts)).float()
 
 
 @torch.no_grad()
-def _run(kinds_models: dict, x: torch.Tensor, chunk: int = 32):
-    """Denoised images and points for a stack, through one model or the sequential pair."""
+def _run(kinds_models: dict, x: torch.Tensor, chunk: int = 32, extents=None, strict: bool = True):
+    """Denoised images and points for a stack, through one model or the sequential pair.
+
+    ``extents``: per image, the millimetres per normalised unit (:attr:`SlabFrame.half_extent_mm`),
+    used by occupancy heads to sample their surface by area; default a 16 mm slab, 500 mm field.
+    """
     dens, ptss = [], []
     for i in range(0, x.shape[0], chunk):
         xi = x[i:i + chunk]
-        if "seq_denoiser" in kinds_models:
-            den, _ = kinds_models["seq_denoiser"](xi)
-            _, pts = kinds_models["seq_regressor"](den)
+        ext = None if extents is None else extents[i:i + chunk]
+        denoiser = next((kinds_models[k] for k in ("seq_denoiser", "seq_denoiser_rel") if k in kinds_models), None)
+        if denoiser is not None:
+            den, _ = denoiser(xi)
+            regressor = next(kinds_models[k] for k in ("seq_regressor", "seq_regressor_occ") if k in kinds_models)
+            _, pts = regressor(den)
+            pts = _points(regressor, pts, ext, strict=strict)
         else:
             den, pts = kinds_models["model"](xi)
+            if pts is not None:
+                pts = _points(kinds_models["model"], pts, ext, strict=strict)
         dens.append(den)
         ptss.append(pts)
     return (torch.cat(dens) if dens[0] is not None else None,
@@ -201,9 +280,11 @@ def _run(kinds_models: dict, x: torch.Tensor, chunk: int = 32):
 def _validate(model: JointNet, kind: str, val: JointData) -> dict[str, float]:
     model.eval()
     out = {}
-    x = val.clean[:, None] if kind == "seq_regressor" else val.low[:, 0].reshape(-1, 1, INPUT_SIZE, INPUT_SIZE)
-    den, pts = _run({"model": model}, x)
+    full_dose = kind in ("seq_regressor", "seq_regressor_occ")
+    x = val.clean[:, None] if full_dose else val.low[:, 0].reshape(-1, 1, INPUT_SIZE, INPUT_SIZE)
     n = val.clean.shape[0]
+    extents = [f.half_extent_mm for f in val.frames] * (x.shape[0] // n)
+    den, pts = _run({"model": model}, x, extents=extents, strict=False)
     if den is not None:
         ref = val.clean[None].expand(len(DOSE_LEVELS), -1, -1, -1).reshape(-1, 1, INPUT_SIZE, INPUT_SIZE)
         mse = F.mse_loss(den.clamp(0, 1), ref.clamp(0, 1)).item()
@@ -237,13 +318,18 @@ def train_joint(kind: str, out_dir: str | Path, *, train: JointData, val: JointD
         opt.zero_grad()
         total = 0.0
         for _ in range(cfg.accumulate):
-            x, y, pts = _batch(train, torch.randint(0, n, (cfg.batch,), generator=g), g,
-                               full_dose=kind == "seq_regressor")
+            x, y, pts, occ = _batch(train, torch.randint(0, n, (cfg.batch,), generator=g), g,
+                                    full_dose=kind in ("seq_regressor", "seq_regressor_occ"))
             den, pred = model(x)
             loss = 0.0
             if den is not None:
-                loss = loss + 1.0 * F.mse_loss(den, y)
-            if pred is not None:
+                if kind in RELATIVE_MSE:
+                    loss = loss + 1.0 * relative_mse(den, y, x)
+                else:
+                    loss = loss + 1.0 * F.mse_loss(den, y)
+            if pred is not None and kind in OCCUPANCY:
+                loss = loss + 1.0 * F.binary_cross_entropy_with_logits(pred, occ)
+            elif pred is not None:
                 loss = loss + 1.0 * chamfer_distance(pred, pts).mean()
             (loss / cfg.accumulate).backward()
             total += float(loss.detach()) / cfg.accumulate
@@ -322,7 +408,7 @@ def evaluate_joint(models: dict[str, list[dict[str, JointNet]]], template: torch
         for method, seeds in models.items():
             per_seed = []
             for entry in seeds:
-                den, pts = _run(entry, low[:, None])
+                den, pts = _run(entry, low[:, None], extents=[f.half_extent_mm for f in test.frames])
                 scores = point_scores(pts)
                 scores["psnr"], scores["ssim"] = image_scores(to_hu(den[:, 0]))
                 per_seed.append(scores)
@@ -368,6 +454,14 @@ ARCHITECTURES = {
     "seq_denoiser": "Encoder + denoising branch of the joint network, trained alone (MSE).",
     "seq_regressor": "Encoder + linear point head of the joint network, trained alone (Chamfer) on "
                      "full-dose slices.",
+    "joint_occ": "The joint network's encoder and denoising branch (trained with relative MSE); "
+                 "reconstruction by an occupancy decoder (conv-BN-ReLU, bilinear upsampling, skip "
+                 f"connections) to {N_PLANES} planes x 128 x 128 body-occupancy logits across the slab "
+                 "(binary cross-entropy); points: 0.5 iso-surface (marching cubes), 10,000 drawn by "
+                 "area, thinned to 1000 by farthest-point sampling.",
+    "seq_denoiser_rel": "Encoder + denoising branch, trained alone with the relative MSE.",
+    "seq_regressor_occ": "Encoder + occupancy decoder of joint_occ, trained alone (binary cross-entropy) "
+                         "on full-dose slices.",
 }
 
 
@@ -383,7 +477,7 @@ def export_joint(out_root: str | Path = "runs/joint", *, seeds=(0, 1, 2)) -> Pat
     """Copy the trained point models into the package and write their card (results come later)."""
     import hashlib
 
-    from ..joint import JOINT_WEIGHTS_DIR
+    from ..joint import JOINT_WEIGHTS_DIR, POINT_MODELS
 
     root = Path(out_root)
     JOINT_WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -391,6 +485,8 @@ def export_joint(out_root: str | Path = "runs/joint", *, seeds=(0, 1, 2)) -> Pat
     old = json.loads(card_file.read_text()) if card_file.exists() else {}
     files, runs = {}, {}
     for kind in KINDS:
+        if not all((root / f"{kind}_seed{seed}" / "weights.pt").exists() for seed in seeds):
+            raise FileNotFoundError(f"{root}: {kind} is not trained for seeds {list(seeds)}")
         for seed in seeds:
             run = root / f"{kind}_seed{seed}"
             state = torch.load(run / "weights.pt", map_location="cpu", weights_only=True)
@@ -415,15 +511,15 @@ def export_joint(out_root: str | Path = "runs/joint", *, seeds=(0, 1, 2)) -> Pat
         "kinds": {kind: {"architecture": ARCHITECTURES[kind],
                          "parameters": sum(p.numel() for p in nets[kind].parameters()),
                          "flops_per_slice": _flops(nets[kind])} for kind in KINDS},
-        "models": {name: list(kinds) for name, kinds in
-                   {"joint": ["joint"], "joint_fold": ["joint_fold"],
-                    "sequential": ["seq_denoiser", "seq_regressor"]}.items()},
+        "models": {name: list(kinds) for name, kinds in POINT_MODELS.items()},
         "training": {
             "data": "chest-ct-dicom only: train slabs centred on volume slices 4-50, 90, 124-136 "
                     "(validation 104-110, test 64-76; target slabs of different splits >= 10 mm apart); "
                     "4x area-averaged to 128 x 128; doses 10/25/50/70 % "
                     "(projection-domain noise, two realisations); left-right mirroring",
-            "loss": "1.0 MSE (denoising) + 1.0 Chamfer (points; 1000 fresh target points per step)",
+            "loss": "joint, joint_fold, seq_*: 1.0 MSE (denoising) + 1.0 Chamfer (points; 1000 fresh "
+                    "target points per step); joint_occ, seq_denoiser_rel, seq_regressor_occ: 1.0 relative "
+                    "MSE (each image's MSE over its input's) + 1.0 binary cross-entropy on the slab occupancy",
             "optimiser": f"Adam, lr {cfg['lr']} with warm-up and cosine decay, batch {cfg['batch']} "
                          f"x {cfg['accumulate']} accumulated steps, {cfg['steps']} steps, last weights kept",
             "seeds": list(seeds),
@@ -463,7 +559,9 @@ def joint_results_markdown(results: dict, card: dict, *, seeds: int) -> list[str
              "surface_random": f"true surface, {N_POINTS} random points (reference level)",
              "surface_spread": f"true surface, {N_POINTS} evenly spread points (reference level)",
              "sequential": "sequential (denoiser -> regressor)", "joint": "joint (design, linear head)",
-             "joint_fold": "joint + deformation decoder"}
+             "joint_fold": "joint + deformation decoder",
+             "sequential_occ": "sequential, occupancy regressor (denoiser -> regressor)",
+             "joint_occ": "joint + occupancy decoder"}
     for dose, rows in results.items():
         lines += [f"**{dose} dose**", "",
                   "| method | PSNR (dB) | SSIM | Chamfer | Chamfer (mm) | F@1% | F@5% |",
@@ -497,7 +595,9 @@ def evaluate_shipped(*, seeds=(0, 1, 2), cache_dir="runs/cache", log=print) -> t
     torch.set_num_threads(2)
     test = JointData.build("test", cache_dir=cache_dir, log=log)
     template = torch.load(JOINT_WEIGHTS_DIR / "mean_shape.pt", weights_only=True)
-    models = {name: [load_point_model(name, s) for s in seeds] for name in ("sequential", "joint", "joint_fold")}
+    from ..joint import POINT_MODELS
+
+    models = {name: [load_point_model(name, s) for s in seeds] for name in POINT_MODELS}
     results = evaluate_joint(models, template, test, levels=surface_levels(test.centres), log=log)
     card = point_model_card()
     card["results"] = {
