@@ -156,10 +156,11 @@ def low_chest(chest):
 
 
 def test_point_models_are_shipped_with_checksums_and_cards():
-    from napari_jointrecon.joint import JOINT_WEIGHTS_DIR, load_point_model, point_model_card
+    from napari_jointrecon.joint import JOINT_WEIGHTS_DIR, POINT_MODELS, load_point_model, point_model_card
 
     card = point_model_card()
-    for name in ("joint", "joint_fold", "sequential"):
+    assert set(card["models"]) == set(POINT_MODELS)
+    for name in POINT_MODELS:
         for seed in (0, 1, 2):
             assert load_point_model(name, seed)
     sizes = [f["bytes"] for f in card["files"].values()]
@@ -169,7 +170,7 @@ def test_point_models_are_shipped_with_checksums_and_cards():
     assert "results" in card and "10%" in card["results"]["chest_test"]
 
 
-@pytest.mark.parametrize("model", ["joint", "joint_fold", "sequential"])
+@pytest.mark.parametrize("model", ["joint", "joint_fold", "sequential", "joint_occ", "sequential_occ"])
 def test_trained_model_beats_the_mean_shape_on_test_slices(chest, low_chest, model):
     from napari_jointrecon.joint import JOINT_WEIGHTS_DIR
 

@@ -61,6 +61,7 @@ def test_denoise_widget_adds_the_api_result_in_place(make_napari_viewer, qtbot):
     np.testing.assert_allclose(out.translate, ct.translate)
     assert tuple(out.contrast_limits) == tuple(ct.contrast_limits)
     assert out.metadata["denoise"]["device"] == "cpu" and out.metadata["denoise"]["slices"] == 48
+    assert out.metadata["denoise"]["runtime"] == "onnxruntime"  # the default on the CPU
     assert widget.progress.value == widget.progress.max == 48
     assert "Added" in widget.status.value
 
@@ -95,6 +96,7 @@ def test_compile_option_runs_the_compiled_network(make_napari_viewer, qtbot):
         assert ("unet", "cpu") in inference._COMPILED  # made by this run
     out = viewer.layers[-1]
     assert out.metadata["denoise"]["compiled"] is True
+    assert out.metadata["denoise"]["runtime"] == "torch.compile"
     k = int(viewer.dims.current_step[0])
     expected = nj.denoise(np.asarray(ct.data[k]), model="unet", dose=0.25)
     np.testing.assert_allclose(out.data[0], expected, atol=1e-2)
@@ -357,7 +359,8 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     pred = viewer.layers[-1]
     ref = viewer.layers[-2]
     assert pred._type_string == "points" and len(pred.data) == 1000 and len(ref.data) == 10000
-    expected = nj.predict_point_cloud(low, slice_index=70, dose=0.25).points
+    assert widget.model_box.value == "joint_occ"  # preselected: the most accurate one
+    expected = nj.predict_point_cloud(low, slice_index=70, dose=0.25, model="joint_occ").points
     np.testing.assert_allclose(pred.data, expected, atol=1e-4)
     assert "Chamfer" in widget.status.value
     # the points sit on the anatomy: near the reference surface, in world mm

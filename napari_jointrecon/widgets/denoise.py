@@ -221,8 +221,8 @@ class DenoiseWidget(Container):
     def _on_result(self, layer, result, info) -> None:
         if self._cancelled:
             return
-        hu, device, dose, raw, compiled = result
-        info.update(dose=dose, compiled=compiled)
+        hu, device, dose, raw, compiled, runtime = result
+        info.update(dose=dose, compiled=compiled, runtime=runtime)
         if raw is not None:
             info["dose_estimate"] = raw
         seconds = time.perf_counter() - info.pop("started")
@@ -257,11 +257,13 @@ class DenoiseWidget(Container):
 def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
     """Generator run in the worker thread: yields Progress per batch.
 
-    Returns ``(HU, device used, dose, estimated dose or None, compiled)``; ``dose="estimate"``
-    measures the noise first (here, off the main thread); ``compiled`` is False when compiling was
-    not asked for or failed (the plain network ran).
+    Returns ``(HU, device used, dose, estimated dose or None, compiled, runtime)``;
+    ``dose="estimate"`` measures the noise first (here, off the main thread); ``compiled`` is False
+    when compiling was not asked for or failed (the plain network ran); ``runtime`` is what ran the
+    network: "onnxruntime", "torch.compile", "torch" or "classical".
     """
-    from ..inference import iter_denoise
+    from ..inference import iter_denoise, select_runtime
+    from ..models.registry import get_spec
 
     raw = None
     if dose == "estimate":
@@ -270,14 +272,22 @@ def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
         dose, raw = estimate_dose(hu)
     gen = iter_denoise(hu, model=model, dose=dose, device=device, compile=compile)
     last = "cpu"
+    onnx_failed = False
     try:
         while True:
             p = next(gen)
             last = p.device
             if p.message.startswith("torch.compile failed"):
                 compile = False
+            onnx_failed |= p.message.startswith("ONNX Runtime failed")
             yield p
     except StopIteration as stop:
-        return stop.value, last, dose, raw, compile
+        if get_spec(model).kind == "classical":
+            runtime = "classical"
+        elif compile:
+            runtime = "torch.compile"
+        else:
+            runtime = "torch" if onnx_failed else select_runtime("auto", last)
+        return stop.value, last, dose, raw, compile, runtime
     finally:
         gen.close()

@@ -34,7 +34,8 @@ class PointCloudWidget(Container):
         self.layer_box = ComboBox(label="CT", choices=self._choices, nullable=True)
         self.dose_box = ComboBox(label="Dose", choices=[(f"{d * 100:g} %", d) for d in DOSE_LEVELS] + [("100 %", 1.0)],
                                  value=0.25)
-        self.model_box = ComboBox(label="Model", choices=list(POINT_MODELS), value="joint")
+        # preselected: the most accurate point model (docs/RESULTS.md); the API default stays the design's
+        self.model_box = ComboBox(label="Model", choices=list(POINT_MODELS), value="joint_occ")
         self.view_box = ComboBox(label="Volume as", value="plane",
                                  choices=[("the slice as a plane", "plane"), ("a rendering (MIP)", "mip")])
         self.reference_check = CheckBox(text="Add the reference cloud (-500 HU surface)", value=True)
