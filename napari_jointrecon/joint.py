@@ -123,7 +123,8 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
         A volume needs ``slice_index`` (default: the middle slice).
     dose : float
         The dose fraction of the scan (0.25 for 25 %). The point models were trained on all four
-        dose levels together and do not take it as an input; it is checked, like everywhere else.
+        dose levels together; ``joint_occ`` and the denoiser of ``sequential_occ`` take it as an
+        input, the others ignore it (it is checked all the same).
     model : {"joint", "joint_fold", "sequential", "joint_occ", "sequential_occ"}
     device : {"auto", "cuda", "mps", "cpu"}
         As :func:`napari_jointrecon.denoise`; a GPU out of memory falls back to the CPU.
@@ -170,12 +171,12 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     dev = select_device(device)
     try:
         moved = {key: net.to(dev) for key, net in nets.items()}
-        den, pts = _run(moved, x.to(dev), extents=[frame.half_extent_mm])
+        den, pts = _run(moved, x.to(dev), extents=[frame.half_extent_mm], dose=[dose])
     except RuntimeError as exc:
         if dev == "cpu" or not _is_oom(exc):
             raise
         moved = {key: net.to("cpu") for key, net in nets.items()}
-        den, pts = _run(moved, x, extents=[frame.half_extent_mm])
+        den, pts = _run(moved, x, extents=[frame.half_extent_mm], dose=[dose])
     finally:
         for net in nets.values():
             net.to("cpu")

@@ -249,7 +249,8 @@ def test_cli_writes_ply_and_csv(tmp_path, chest_dir):
 
 
 def test_joint_training_smoke(tmp_path):
-    from napari_jointrecon.training.joint import KINDS, JointConfig, JointData, mean_shape, train_joint
+    from napari_jointrecon.training.joint import (KINDS, OCCUPANCY_FAMILY, JointConfig, JointData, mean_shape,
+                                                  train_joint)
 
     g = torch.Generator().manual_seed(0)
     n = 6
@@ -269,7 +270,12 @@ def test_joint_training_smoke(tmp_path):
         summary = train_joint(kind, tmp_path / kind, train=data, val=val, template=template,
                               config=JointConfig(steps=4, val_every=2, threads=1))
         assert (tmp_path / kind / "weights.pt").exists()
-        assert len(summary["history"]) == 2 and summary["parameters"] > 0
+        if kind in OCCUPANCY_FAMILY:  # validated every 100 steps (here only at the end), best kept
+            assert len(summary["history"]) == 1 and "objective" in summary["history"][0]
+            assert summary["kept_step"] == 4
+        else:
+            assert len(summary["history"]) == 2
+        assert summary["parameters"] > 0
     # the evaluation and its table run on these nets; the floor row is the true points themselves
     from napari_jointrecon.training.joint import build_model, evaluate_joint, joint_results_markdown
 
@@ -389,3 +395,17 @@ def test_relative_mse_weighs_every_dose_alike():
     halfway = ref + 0.5 * (noisy - ref)
     assert relative_mse(halfway, ref, noisy).item() == pytest.approx(0.25, rel=1e-5)
     assert relative_mse(ref, ref, noisy).item() == 0.0
+
+
+def test_dose_input_is_required_and_used(low_chest):
+    from napari_jointrecon.models.joint import JointNet
+
+    with pytest.raises(ValueError, match="dose"):
+        JointNet(head="occ", dose_input=True)(torch.rand(1, 1, 128, 128))
+    # the shipped joint_occ removes more noise when told the dose is lower
+    weak = nj.predict_point_cloud(low_chest, slice_index=70, dose=0.7, model="joint_occ").denoised
+    strong = nj.predict_point_cloud(low_chest, slice_index=70, dose=0.1, model="joint_occ").denoised
+    from napari_jointrecon.training.joint import downsample
+
+    low = downsample(low_chest.hu[70]).numpy()
+    assert np.abs(strong - low).mean() > np.abs(weak - low).mean()

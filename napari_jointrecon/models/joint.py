@@ -17,6 +17,8 @@ Variants built from the same parts:
   (:func:`napari_jointrecon.pointcloud.occupancy_points`), so they lie on a surface by
   construction and are spread evenly; trained with binary cross-entropy against the slab's
   area-averaged body mask instead of Chamfer;
+* ``dose_input=True``: the dose fraction enters as a second input channel (constant over the
+  image), so that the denoising branch can remove as much noise as was added;
 * ``denoise=False``: the point regressor of the sequential baseline (encoder + point head);
 * ``head=None``: the denoiser of the sequential baseline (encoder + denoising branch).
 """
@@ -47,9 +49,9 @@ def _cbr(cin: int, cout: int, stride: int = 1, dropout: float = 0.0) -> nn.Seque
 class SharedEncoder(nn.Module):
     """128 -> 64 -> 32 pixels; returns the features at every scale (for the denoising branch)."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, in_channels: int = 1):
         super().__init__()
-        self.s1 = nn.Sequential(_cbr(1, width), _cbr(width, width))
+        self.s1 = nn.Sequential(_cbr(in_channels, width), _cbr(width, width))
         self.s2 = nn.Sequential(_cbr(width, 2 * width, stride=2), _cbr(2 * width, 2 * width))
         self.s3 = nn.Sequential(_cbr(2 * width, 3 * width, stride=2), _cbr(3 * width, 3 * width))
 
@@ -154,14 +156,15 @@ class JointNet(nn.Module):
     """
 
     def __init__(self, *, head: str | None = "linear", denoise: bool = True, width: int = 16,
-                 n_points: int = N_POINTS):
+                 n_points: int = N_POINTS, dose_input: bool = False):
         super().__init__()
         if head not in ("linear", "fold", "occ", None):
             raise ValueError(f"unknown point head {head!r}")
         if head is None and not denoise:
             raise ValueError("a network needs a denoising branch, a point head, or both")
         self.head_kind = head
-        self.encoder = SharedEncoder(width)
+        self.dose_input = dose_input
+        self.encoder = SharedEncoder(width, in_channels=2 if dose_input else 1)
         self.denoise = DenoiseBranch(width) if denoise else None
         if head == "occ":
             self.feature = None
@@ -179,8 +182,16 @@ class JointNet(nn.Module):
             with torch.no_grad():
                 self.points.linear.bias.copy_(template.reshape(-1))
 
-    def forward(self, x):
-        feats = self.encoder(x)
+    def forward(self, x, dose=None):
+        """``dose``: fractions ``(B,)``, needed when the network takes the dose as an input (a
+        second input channel, constant over the image); ignored otherwise."""
+        if self.dose_input:
+            if dose is None:
+                raise ValueError("this network takes the dose as an input: pass the dose fraction")
+            dose = torch.as_tensor(dose, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+            feats = self.encoder(torch.cat([x, dose.expand(x.shape[0], 1, *x.shape[2:])], 1))
+        else:
+            feats = self.encoder(x)
         den = self.denoise(x, feats) if self.denoise is not None else None
         if self.points is None:
             pts = None

@@ -26,11 +26,16 @@ Kinds (each trained for several seeds):
   separate point regressor trained on full-dose slices with Chamfer; at test time the regressor
   reads the denoiser's output;
 * ``joint_occ``: the joint network with an occupancy decoder as its reconstruction branch
-  (:class:`~napari_jointrecon.models.joint.OccupancyHead`), loss 1.0 relative MSE + 1.0 binary
-  cross-entropy against the slab's body mask (area-averaged to 128 x 128, one plane per 2 mm);
-  the points come from the predicted occupancy's iso-surface;
+  (:class:`~napari_jointrecon.models.joint.OccupancyHead`) and the dose fraction as a second input
+  channel, loss 1.0 relative MSE + 1.0 binary cross-entropy against the slab's body mask
+  (area-averaged to 128 x 128, one plane per 2 mm); the points come from the predicted
+  occupancy's iso-surface;
 * ``seq_denoiser_rel`` + ``seq_regressor_occ``: its sequential baseline, the same two parts trained
-  apart (the denoiser with the same relative MSE, the occupancy regressor on full-dose slices).
+  apart (the denoiser with the same dose input and relative MSE, the occupancy regressor on
+  full-dose slices).
+
+The occupancy family also sees random shifts of up to :data:`SHIFT_PX` pixels and keeps the
+weights of its best validation step (:data:`OCCUPANCY_FAMILY`).
 
 Relative MSE: each image's MSE divided by its input's (``MSE(out, ref) / MSE(in, ref)``), so a
 70 % dose image weighs as much as a 10 % one. With the plain MSE the 10 % images, with about 20
@@ -68,6 +73,11 @@ KINDS = ("joint", "joint_fold", "seq_denoiser", "seq_regressor", "joint_occ", "s
 RELATIVE_MSE = ("joint_occ", "seq_denoiser_rel")
 #: Kinds whose second output is slab occupancy logits, not points.
 OCCUPANCY = ("joint_occ", "seq_regressor_occ")
+#: Kinds trained with random shifts of up to SHIFT_PX pixels (besides mirroring), validated every
+#: 100 steps, and kept at their best validation objective (their training loss on the validation
+#: slabs) rather than at the last step: with 61 training slabs the occupancy overfits.
+OCCUPANCY_FAMILY = ("joint_occ", "seq_denoiser_rel", "seq_regressor_occ")
+SHIFT_PX = 8
 #: Dense samples per training slab; each step draws 1000 of them (a fresh sample every time).
 TRAIN_POOL = 8192
 
@@ -82,9 +92,9 @@ def build_model(kind: str) -> JointNet:
     if kind == "seq_regressor":
         return JointNet(head="linear", denoise=False)
     if kind == "joint_occ":
-        return JointNet(head="occ")
+        return JointNet(head="occ", dose_input=True)
     if kind == "seq_denoiser_rel":
-        return JointNet(head=None)
+        return JointNet(head=None, dose_input=True)
     if kind == "seq_regressor_occ":
         return JointNet(head="occ", denoise=False)
     raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
@@ -209,14 +219,17 @@ def relative_mse(out: torch.Tensor, ref: torch.Tensor, inp: torch.Tensor) -> tor
     return (((out - ref) ** 2).mean(dim=dims) / ((inp - ref) ** 2).mean(dim=dims).clamp_min(1e-12)).mean()
 
 
-def _batch(data: JointData, idx: torch.Tensor, g: torch.Generator, *, full_dose: bool):
+def _batch(data: JointData, idx: torch.Tensor, g: torch.Generator, *, full_dose: bool, shift: int = 0):
+    """Images, references, target points, occupancy and dose fractions of one training batch."""
     b = idx.shape[0]
     if full_dose:
         x = data.clean[idx]
+        dose = torch.ones(b)
     else:
         d = torch.randint(0, data.low.shape[0], (b,), generator=g)
         r = torch.randint(0, data.low.shape[1], (b,), generator=g)
         x = data.low[d, r, idx]
+        dose = torch.tensor(DOSE_LEVELS, dtype=torch.float32)[d]
     y = data.clean[idx]
     sub = torch.randint(0, data.points.shape[1], (b, N_POINTS), generator=g)
     pts = torch.gather(data.points[idx], 1, sub[..., None].expand(-1, -1, 3)).clone()
@@ -227,7 +240,15 @@ def _batch(data: JointData, idx: torch.Tensor, g: torch.Generator, *, full_dose:
     pts[flip, :, 2] = -pts[flip, :, 2]
     if occ is not None:
         occ[flip] = occ[flip].flip(-1)
-    return x[:, None], y[:, None], pts, occ
+    if shift:  # move image, reference, occupancy and points together (a roll: the rows and columns
+        # that wrap around the edge are mostly air)
+        for k, (dy, dx) in enumerate(torch.randint(-shift, shift + 1, (b, 2), generator=g).tolist()):
+            x[k], y[k] = x[k].roll((dy, dx), (-2, -1)), y[k].roll((dy, dx), (-2, -1))
+            if occ is not None:
+                occ[k] = occ[k].roll((dy, dx), (-2, -1))
+            pts[k, :, 1] += 2.0 * dy / x.shape[-2]
+            pts[k, :, 2] += 2.0 * dx / x.shape[-1]
+    return x[:, None], y[:, None], pts, occ, dose
 
 
 def _points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = True) -> torch.Tensor:
@@ -251,24 +272,28 @@ def _points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = Tr
 
 
 @torch.no_grad()
-def _run(kinds_models: dict, x: torch.Tensor, chunk: int = 32, extents=None, strict: bool = True):
+def _run(kinds_models: dict, x: torch.Tensor, chunk: int = 32, extents=None, strict: bool = True,
+         dose=None):
     """Denoised images and points for a stack, through one model or the sequential pair.
 
     ``extents``: per image, the millimetres per normalised unit (:attr:`SlabFrame.half_extent_mm`),
     used by occupancy heads to sample their surface by area; default a 16 mm slab, 500 mm field.
+    ``dose``: per image, the dose fraction (networks with a dose input need it).
     """
     dens, ptss = [], []
+    dose = None if dose is None else torch.as_tensor(dose, dtype=torch.float32).reshape(-1)
     for i in range(0, x.shape[0], chunk):
         xi = x[i:i + chunk]
+        di = None if dose is None else dose[i:i + chunk].to(xi.device)
         ext = None if extents is None else extents[i:i + chunk]
         denoiser = next((kinds_models[k] for k in ("seq_denoiser", "seq_denoiser_rel") if k in kinds_models), None)
         if denoiser is not None:
-            den, _ = denoiser(xi)
+            den, _ = denoiser(xi, di)
             regressor = next(kinds_models[k] for k in ("seq_regressor", "seq_regressor_occ") if k in kinds_models)
             _, pts = regressor(den)
             pts = _points(regressor, pts, ext, strict=strict)
         else:
-            den, pts = kinds_models["model"](xi)
+            den, pts = kinds_models["model"](xi, di)
             if pts is not None:
                 pts = _points(kinds_models["model"], pts, ext, strict=strict)
         dens.append(den)
@@ -277,14 +302,34 @@ def _run(kinds_models: dict, x: torch.Tensor, chunk: int = 32, extents=None, str
             torch.cat(ptss) if ptss[0] is not None else None)
 
 
+def _objective(kind: str, den, pred, x, y, pts, occ) -> torch.Tensor:
+    """The training loss of ``kind`` (also the validation objective of the occupancy family)."""
+    loss = torch.zeros(())
+    if den is not None:
+        loss = loss + 1.0 * (relative_mse(den, y, x) if kind in RELATIVE_MSE else F.mse_loss(den, y))
+    if pred is not None and kind in OCCUPANCY:
+        loss = loss + 1.0 * F.binary_cross_entropy_with_logits(pred, occ)
+    elif pred is not None:
+        loss = loss + 1.0 * chamfer_distance(pred, pts).mean()
+    return loss
+
+
 def _validate(model: JointNet, kind: str, val: JointData) -> dict[str, float]:
     model.eval()
     out = {}
     full_dose = kind in ("seq_regressor", "seq_regressor_occ")
     x = val.clean[:, None] if full_dose else val.low[:, 0].reshape(-1, 1, INPUT_SIZE, INPUT_SIZE)
     n = val.clean.shape[0]
-    extents = [f.half_extent_mm for f in val.frames] * (x.shape[0] // n)
-    den, pts = _run({"model": model}, x, extents=extents, strict=False)
+    reps = x.shape[0] // n
+    dose = torch.ones(n) if full_dose else torch.tensor(DOSE_LEVELS, dtype=torch.float32).repeat_interleave(n)
+    extents = [f.half_extent_mm for f in val.frames] * reps
+    den, pts = _run({"model": model}, x, extents=extents, strict=False, dose=dose)
+    if kind in OCCUPANCY_FAMILY:
+        with torch.no_grad():
+            d_raw, p_raw = model(x, dose)
+            occ = val.occupancy.repeat(reps, 1, 1, 1) if val.occupancy is not None else None
+            out["objective"] = float(_objective(kind, d_raw, p_raw, x, val.clean.repeat(reps, 1, 1)[:, None],
+                                                val.points.repeat(reps, 1, 1), occ))
     if den is not None:
         ref = val.clean[None].expand(len(DOSE_LEVELS), -1, -1, -1).reshape(-1, 1, INPUT_SIZE, INPUT_SIZE)
         mse = F.mse_loss(den.clamp(0, 1), ref.clamp(0, 1)).item()
@@ -309,6 +354,8 @@ def train_joint(kind: str, out_dir: str | Path, *, train: JointData, val: JointD
     model.set_template(template)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history = []
+    select = kind in OCCUPANCY_FAMILY
+    best, best_state = (math.inf, 0), None
     t0 = time.perf_counter()
     model.train()
     n = train.clean.shape[0]
@@ -318,31 +365,30 @@ def train_joint(kind: str, out_dir: str | Path, *, train: JointData, val: JointD
         opt.zero_grad()
         total = 0.0
         for _ in range(cfg.accumulate):
-            x, y, pts, occ = _batch(train, torch.randint(0, n, (cfg.batch,), generator=g), g,
-                                    full_dose=kind in ("seq_regressor", "seq_regressor_occ"))
-            den, pred = model(x)
-            loss = 0.0
-            if den is not None:
-                if kind in RELATIVE_MSE:
-                    loss = loss + 1.0 * relative_mse(den, y, x)
-                else:
-                    loss = loss + 1.0 * F.mse_loss(den, y)
-            if pred is not None and kind in OCCUPANCY:
-                loss = loss + 1.0 * F.binary_cross_entropy_with_logits(pred, occ)
-            elif pred is not None:
-                loss = loss + 1.0 * chamfer_distance(pred, pts).mean()
+            x, y, pts, occ, dose = _batch(train, torch.randint(0, n, (cfg.batch,), generator=g), g,
+                                          full_dose=kind in ("seq_regressor", "seq_regressor_occ"),
+                                          shift=SHIFT_PX if select else 0)
+            den, pred = model(x, dose)
+            loss = _objective(kind, den, pred, x, y, pts, occ)
             (loss / cfg.accumulate).backward()
             total += float(loss.detach()) / cfg.accumulate
         opt.step()
-        if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
+        if (step + 1) % (100 if select else cfg.val_every) == 0 or step + 1 == cfg.steps:
             scores = _validate(model, kind, val)
             history.append({"step": step + 1, "loss": total, **scores})
+            if select and scores["objective"] < best[0]:
+                best = (scores["objective"], step + 1)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             log(f"{kind} seed {cfg.seed} step {step + 1}/{cfg.steps} loss {total:.5f} "
                 + " ".join(f"val {k} {v:.4f}" for k, v in scores.items())
                 + f" {time.perf_counter() - t0:.0f} s")
     model.eval()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        log(f"{kind} seed {cfg.seed}: kept step {best[1]} (best validation objective {best[0]:.5f})")
     torch.save(model.state_dict(), out / "weights.pt")
     summary = {"kind": kind, "config": asdict(cfg), "wall_time_s": round(time.perf_counter() - t0, 1),
+               "kept_step": best[1] if best_state is not None else cfg.steps,
                "parameters": sum(p.numel() for p in model.parameters()), "history": history}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -408,7 +454,8 @@ def evaluate_joint(models: dict[str, list[dict[str, JointNet]]], template: torch
         for method, seeds in models.items():
             per_seed = []
             for entry in seeds:
-                den, pts = _run(entry, low[:, None], extents=[f.half_extent_mm for f in test.frames])
+                den, pts = _run(entry, low[:, None], extents=[f.half_extent_mm for f in test.frames],
+                                dose=torch.full((n,), float(dose)))
                 scores = point_scores(pts)
                 scores["psnr"], scores["ssim"] = image_scores(to_hu(den[:, 0]))
                 per_seed.append(scores)
@@ -454,12 +501,14 @@ ARCHITECTURES = {
     "seq_denoiser": "Encoder + denoising branch of the joint network, trained alone (MSE).",
     "seq_regressor": "Encoder + linear point head of the joint network, trained alone (Chamfer) on "
                      "full-dose slices.",
-    "joint_occ": "The joint network's encoder and denoising branch (trained with relative MSE); "
+    "joint_occ": "The joint network's encoder (with the dose fraction as a second input channel) and "
+                 "denoising branch (trained with relative MSE); "
                  "reconstruction by an occupancy decoder (conv-BN-ReLU, bilinear upsampling, skip "
                  f"connections) to {N_PLANES} planes x 128 x 128 body-occupancy logits across the slab "
                  "(binary cross-entropy); points: 0.5 iso-surface (marching cubes), 10,000 drawn by "
                  "area, thinned to 1000 by farthest-point sampling.",
-    "seq_denoiser_rel": "Encoder + denoising branch, trained alone with the relative MSE.",
+    "seq_denoiser_rel": "Encoder (dose as a second input channel) + denoising branch, trained alone with "
+                        "the relative MSE.",
     "seq_regressor_occ": "Encoder + occupancy decoder of joint_occ, trained alone (binary cross-entropy) "
                          "on full-dose slices.",
 }
@@ -469,7 +518,7 @@ def _flops(net: JointNet) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net.eval()(torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE))
+        net.eval()(torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE), torch.full((1,), 0.25))
     return int(counter.get_total_flops())
 
 
@@ -496,6 +545,7 @@ def export_joint(out_root: str | Path = "runs/joint", *, seeds=(0, 1, 2)) -> Pat
             files[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
             summary = json.loads((run / "summary.json").read_text())
             runs[fname] = {"wall_time_s": summary["wall_time_s"], "steps": summary["config"]["steps"],
+                           "kept_step": summary.get("kept_step", summary["config"]["steps"]),
                            "final_validation": summary["history"][-1]}
     template = torch.load(root / "mean_shape.pt", weights_only=True)
     torch.save(template.contiguous(), JOINT_WEIGHTS_DIR / "mean_shape.pt")
@@ -519,7 +569,9 @@ def export_joint(out_root: str | Path = "runs/joint", *, seeds=(0, 1, 2)) -> Pat
                     "(projection-domain noise, two realisations); left-right mirroring",
             "loss": "joint, joint_fold, seq_*: 1.0 MSE (denoising) + 1.0 Chamfer (points; 1000 fresh "
                     "target points per step); joint_occ, seq_denoiser_rel, seq_regressor_occ: 1.0 relative "
-                    "MSE (each image's MSE over its input's) + 1.0 binary cross-entropy on the slab occupancy",
+                    "MSE (each image's MSE over its input's) + 1.0 binary cross-entropy on the slab occupancy, "
+                    f"random shifts of up to {SHIFT_PX} pixels besides the mirroring, validated every 100 "
+                    "steps and kept at the step with the lowest validation loss (kept_step in runs)",
             "optimiser": f"Adam, lr {cfg['lr']} with warm-up and cosine decay, batch {cfg['batch']} "
                          f"x {cfg['accumulate']} accumulated steps, {cfg['steps']} steps, last weights kept",
             "seeds": list(seeds),
@@ -581,10 +633,11 @@ def joint_results_markdown(results: dict, card: dict, *, seeds: int) -> list[str
         listed = "; ".join(f"{names.get(k, k)} at {', '.join(d)}" for k, d in by_method.items())
         lines += [f"Note: at 128 x 128 the 4 x 4 area averaging already removes most of the noise (input "
                   f"{results[first]['input']['psnr'][0]:.1f} dB at {first}), and {len(worse)} of {len(learned)} "
-                  f"method/dose cells score below their input ({listed}). The networks have no dose input; "
-                  "trained with the plain MSE, where the 10 % images carry about 20 times the noise power "
-                  "of the 70 % ones, they remove about as much noise at every dose, too much where little "
-                  "was added. The relative MSE of the occupancy models weighs every dose alike.", ""]
+                  f"method/dose cells score below their input ({listed}). The design's networks have no dose "
+                  "input; trained with the plain MSE, where the 10 % images carry about 20 times the noise "
+                  "power of the 70 % ones, they remove about as much noise at every dose, too much where "
+                  "little was added. The occupancy models take the dose as an input and are trained with "
+                  "the relative MSE, which weighs every dose alike.", ""]
     pairs = [(j, q) for j, q in (("joint", "sequential"), ("joint_occ", "sequential"), ("joint_occ", "sequential_occ"))
              if all(j in rows and q in rows for rows in results.values())]
     if pairs:
