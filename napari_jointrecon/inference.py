@@ -2,12 +2,12 @@
 
 ``iter_denoise`` is a generator that yields progress after every batch of slices, which is what
 napari's ``thread_worker`` wants; ``denoise`` runs it to the end and takes an optional progress
-callback. Results are deterministic: the same input and model give the same output.
+callback. Results are deterministic: the same input, model and runtime give the same output.
 
 Runtimes (:func:`select_runtime`): on the CPU the networks run in ONNX Runtime by default (fp32,
 exported from the shipped torch weights once per process and model, and checked against torch
-before use: within 0.01 HU). It is 1.1-5.5 times faster than torch's eager mode on these networks
-(``docs/BENCHMARKS.md``). On a GPU, with ``compile=True``, or with ``runtime="torch"`` they run
+before use: within 0.01 HU). It measured 1.04-2.7 times the speed of torch's eager mode on these
+networks, 1.7 times for the default U-Net (``docs/BENCHMARKS.md``). On a GPU, with ``compile=True``, or with ``runtime="torch"`` they run
 in torch.
 """
 
@@ -176,6 +176,11 @@ class _OnnxModule:
     def to(self, device):
         return self
 
+    def close(self) -> None:
+        """Let the worker threads go (a replaced or dropped session)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
     def __call__(self, x, dose):
         import torch
 
@@ -197,6 +202,8 @@ class _OnnxModule:
 
 # ONNX Runtime sessions of this process, by (model, threads) -> (weights' sha256, module)
 _ONNX: dict[tuple[str, int], tuple[str, _OnnxModule]] = {}
+# exports that failed or did not match torch, by (model, weights' sha256) -> why: not retried
+_ONNX_FAILED: dict[tuple[str, str], str] = {}
 _ONNX_LOCK = threading.Lock()
 #: The largest difference from torch (HU) an exported network may show before it is used.
 ONNX_TOLERANCE_HU = 0.01
@@ -208,13 +215,8 @@ def onnx_model(name: str, net) -> _OnnxModule:
     The export is checked against torch on a test image first; a network that differs by more
     than :data:`ONNX_TOLERANCE_HU` raises (the caller then runs it in torch).
     """
-    import io
-    import warnings
-
-    import onnxruntime as ort
     import torch
 
-    from .models.blocks import hu_to_model, model_to_hu
     from .models.registry import read_card
 
     digest = (read_card(name) or {}).get("sha256", "")
@@ -223,29 +225,52 @@ def onnx_model(name: str, net) -> _OnnxModule:
         cached = _ONNX.get((name, threads))
         if cached is not None and cached[0] == digest:
             return cached[1]
-        net = net.to("cpu").eval()
-        g = torch.Generator().manual_seed(0)
-        yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(96.0), indexing="ij")
-        hu = torch.where((yy - 32) ** 2 + (xx - 48) ** 2 < 600, 40.0, -1000.0) + 30 * torch.randn(64, 96, generator=g)
-        x = hu_to_model(hu)[None, None].float()
-        dose = torch.full((1,), 0.25)
-        buf = io.BytesIO()
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (x, dose), buf, input_names=["x", "dose"], output_names=["y"],
-                              dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"}, "dose": {0: "batch"},
-                                            "y": {0: "batch", 2: "height", 3: "width"}},
-                              dynamo=False, opset_version=17)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # one thread per slice; ``threads`` slices side by side
-        options.inter_op_num_threads = 1
-        module = _OnnxModule(ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"]),
-                             workers=threads)
-        with torch.inference_mode():
-            diff = float((model_to_hu(module(x, dose)) - model_to_hu(net(x, dose))).abs().max())
-        if not diff <= ONNX_TOLERANCE_HU:
-            raise RuntimeError(f"the ONNX export of {name} differs from torch by {diff:.3g} HU")
+        if (name, digest) in _ONNX_FAILED:
+            raise RuntimeError(f"{_ONNX_FAILED[(name, digest)]} (earlier in this session)")
+        if cached is not None:  # older weights of the model
+            _ONNX.pop((name, threads))[1].close()
+        try:
+            module = _export(name, net, threads)
+        except Exception as exc:
+            _ONNX_FAILED[(name, digest)] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise
         _ONNX[(name, threads)] = (digest, module)
+    return module
+
+
+def _export(name: str, net, threads: int) -> _OnnxModule:
+    """Export, load and check one network (see :func:`onnx_model`)."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    from .models.blocks import hu_to_model, model_to_hu
+
+    net = net.to("cpu").eval()
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(96.0), indexing="ij")
+    hu = torch.where((yy - 32) ** 2 + (xx - 48) ** 2 < 600, 40.0, -1000.0) + 30 * torch.randn(64, 96, generator=g)
+    x = hu_to_model(hu)[None, None].float()
+    dose = torch.full((1,), 0.25)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x, dose), buf, input_names=["x", "dose"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"}, "dose": {0: "batch"},
+                                        "y": {0: "batch", 2: "height", 3: "width"}},
+                          dynamo=False, opset_version=17)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # one thread per slice; ``threads`` slices side by side
+    options.inter_op_num_threads = 1
+    module = _OnnxModule(ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"]),
+                         workers=threads)
+    with torch.inference_mode():
+        diff = float((model_to_hu(module(x, dose)) - model_to_hu(net(x, dose))).abs().max())
+    if not diff <= ONNX_TOLERANCE_HU:
+        module.close()
+        raise RuntimeError(f"the ONNX export of {name} differs from torch by {diff:.3g} HU")
     return module
 
 
@@ -299,7 +324,8 @@ def iter_denoise(
     else:
         import torch
 
-        dev = select_device(device)
+        # ONNX Runtime asked for by name runs on the CPU, whatever GPU "auto" would find
+        dev = "cpu" if runtime == "onnxruntime" and device == "auto" else select_device(device)
         net = load_model(model)
 
         def fast(dev):
@@ -335,7 +361,9 @@ def iter_denoise(
                             _COMPILED.pop((model, dev), None)
                     else:
                         with _ONNX_LOCK:
-                            _ONNX.pop((model, torch.get_num_threads()), None)
+                            dropped = _ONNX.pop((model, torch.get_num_threads()), None)
+                        if dropped is not None:
+                            dropped[1].close()
                     notes.append(f"{'torch.compile' if used == 'torch.compile' else 'ONNX Runtime'} failed "
                                  f"({type(exc).__name__}: {str(exc)[:200]}); ran without it")
                     run, used = net, "torch"
@@ -346,9 +374,10 @@ def iter_denoise(
                 if dev == "cuda":
                     torch.cuda.empty_cache()
                 notes.append(f"{dev} ran out of memory; continued on the CPU")
+                seen = len(notes) - 1
                 dev = "cpu"
                 run, used = fast(dev)
-                yield Progress(k, total, dev, notes[-1])
+                yield Progress(k, total, dev, "; ".join(notes[seen:]))
                 continue
             k += len(chunk)
             yield Progress(k, total, dev)

@@ -232,6 +232,8 @@ def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int
     body = _largest_region(inside)
     if body is None:
         raise ValueError("the predicted occupancy is empty: no body to take points from")
+    if inside.all():
+        raise ValueError("the predicted occupancy fills the whole slab: no surface to take points from")
     vol = np.where(body | ~inside, prob, np.float32(0.0))
     unit = np.array([2.0 / (planes - 1), 2.0 / rows, 2.0 / cols])  # normalised units per index step
     ext = np.asarray(half_extent_mm if half_extent_mm is not None else (SLAB_MM / 2, 250.0, 250.0),

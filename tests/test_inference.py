@@ -166,6 +166,10 @@ def test_onnx_runtime_gives_the_torch_result(slice_hu):
     vol = nj.CTVolume(slice_hu)
     with mock.patch.dict(inference._ONNX, clear=True):
         fast = denoise(vol, model=DEFAULT_MODEL, dose=0.25)  # auto: ONNX Runtime on the CPU
+        with mock.patch.object(inference, "select_device", return_value="cuda"):
+            # asked for by name, ONNX Runtime takes the CPU even where "auto" would find a GPU
+            named = denoise(vol, model=DEFAULT_MODEL, dose=0.25, runtime="onnxruntime")
+        assert np.array_equal(named.hu, fast.hu)
         assert any(key[0] == DEFAULT_MODEL for key in inference._ONNX)  # it really ran there
         again = denoise(vol, model=DEFAULT_MODEL, dose=0.25, runtime="onnxruntime")
     plain = denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, runtime="torch")
@@ -179,15 +183,19 @@ def test_failed_onnx_export_falls_back_to_torch(slice_hu):
     crop = np.ascontiguousarray(slice_hu[:, :96, :96])
     plain = denoise(crop, model=DEFAULT_MODEL, dose=0.25, runtime="torch")
     broken = mock.patch.object(torch.onnx, "export", side_effect=RuntimeError("unsupported operator"))
-    with mock.patch.dict(inference._ONNX, clear=True), broken:
+    with mock.patch.dict(inference._ONNX, clear=True), mock.patch.dict(inference._ONNX_FAILED, clear=True), \
+            broken as export:
         out = denoise(nj.CTVolume(crop), model=DEFAULT_MODEL, dose=0.25)
         assert not inference._ONNX
+        again = denoise(crop, model=DEFAULT_MODEL, dose=0.25)  # the failure is remembered, not retried
+        assert export.call_count == 1 and np.array_equal(again, plain)
         with pytest.raises(RuntimeError, match="unsupported operator"):  # asked for, not given
             denoise(crop, model=DEFAULT_MODEL, dose=0.25, runtime="onnxruntime")
     assert any("ONNX Runtime failed" in n and "unsupported operator" in n for n in out.notes)
     assert np.array_equal(out.hu, plain)
     # an export that does not reproduce torch is never used
-    with mock.patch.dict(inference._ONNX, clear=True), mock.patch.object(inference, "ONNX_TOLERANCE_HU", -1.0):
+    with mock.patch.dict(inference._ONNX, clear=True), mock.patch.dict(inference._ONNX_FAILED, clear=True), \
+            mock.patch.object(inference, "ONNX_TOLERANCE_HU", -1.0):
         out = denoise(nj.CTVolume(crop), model=DEFAULT_MODEL, dose=0.25)
         assert not inference._ONNX
     assert any("differs from torch" in n for n in out.notes)

@@ -361,6 +361,8 @@ def test_occupancy_points_lie_on_the_predicted_surface_evenly():
     assert np.array_equal(pts, pc.occupancy_points(prob, 1000, seed=3))
     with pytest.raises(ValueError, match="empty"):
         pc.occupancy_points(np.zeros((9, 128, 128)), 1000)
+    with pytest.raises(ValueError, match="fills the whole slab"):
+        pc.occupancy_points(np.ones((9, 128, 128)), 1000)
     with pytest.raises(ValueError, match="NaN"):
         pc.occupancy_points(np.where(prob > 0, np.nan, 0.0), 1000)
     with pytest.raises(ValueError, match="planes"):

@@ -254,9 +254,9 @@ def _batch(data: JointData, idx: torch.Tensor, g: torch.Generator, *, full_dose:
 def _points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = True) -> torch.Tensor:
     """A point head's output as points: occupancy logits go through their iso-surface.
 
-    An empty predicted occupancy raises, unless ``strict=False`` (validation during training, when an
-    early network may predict nothing): its points are then all at the slab's centre, scored as
-    the miss they are.
+    An empty (or full) predicted occupancy raises, unless ``strict=False`` (validation during
+    training, when an early network may predict nothing): its points are then all at the slab's
+    centre, scored as the miss they are.
     """
     if net.head_kind != "occ":
         return out
@@ -264,7 +264,7 @@ def _points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = Tr
     pts = []
     for k, p in enumerate(prob):
         ext = None if extents is None else extents[k]
-        if not strict and not (p > 0.5).any():
+        if not strict and ((p > 0.5).all() or not (p > 0.5).any()):
             pts.append(np.zeros((N_POINTS, 3)))
             continue
         pts.append(occupancy_points(p, N_POINTS, half_extent_mm=ext))
@@ -544,9 +544,10 @@ def export_joint(out_root: str | Path = "runs/joint", *, seeds=(0, 1, 2)) -> Pat
             data = (JOINT_WEIGHTS_DIR / fname).read_bytes()
             files[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
             summary = json.loads((run / "summary.json").read_text())
+            kept = summary.get("kept_step", summary["config"]["steps"])
             runs[fname] = {"wall_time_s": summary["wall_time_s"], "steps": summary["config"]["steps"],
-                           "kept_step": summary.get("kept_step", summary["config"]["steps"]),
-                           "final_validation": summary["history"][-1]}
+                           "kept_step": kept,
+                           "validation_at_kept_step": next(h for h in summary["history"] if h["step"] == kept)}
     template = torch.load(root / "mean_shape.pt", weights_only=True)
     torch.save(template.contiguous(), JOINT_WEIGHTS_DIR / "mean_shape.pt")
     data = (JOINT_WEIGHTS_DIR / "mean_shape.pt").read_bytes()
@@ -573,7 +574,8 @@ def export_joint(out_root: str | Path = "runs/joint", *, seeds=(0, 1, 2)) -> Pat
                     f"random shifts of up to {SHIFT_PX} pixels besides the mirroring, validated every 100 "
                     "steps and kept at the step with the lowest validation loss (kept_step in runs)",
             "optimiser": f"Adam, lr {cfg['lr']} with warm-up and cosine decay, batch {cfg['batch']} "
-                         f"x {cfg['accumulate']} accumulated steps, {cfg['steps']} steps, last weights kept",
+                         f"x {cfg['accumulate']} accumulated steps, {cfg['steps']} steps, last weights kept "
+                         "(occupancy family: best validation step, kept_step in runs)",
             "seeds": list(seeds),
             "runs": runs,
             "machine": "2 CPU cores (AMD EPYC), torch CPU build",

@@ -272,13 +272,13 @@ def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
         dose, raw = estimate_dose(hu)
     gen = iter_denoise(hu, model=model, dose=dose, device=device, compile=compile)
     last = "cpu"
-    onnx_failed = False
+    onnx_failed = compile_failed = False
     try:
         while True:
             p = next(gen)
             last = p.device
             if p.message.startswith("torch.compile failed"):
-                compile = False
+                compile, compile_failed = False, True
             onnx_failed |= p.message.startswith("ONNX Runtime failed")
             yield p
     except StopIteration as stop:
@@ -287,7 +287,7 @@ def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
         elif compile:
             runtime = "torch.compile"
         else:
-            runtime = "torch" if onnx_failed else select_runtime("auto", last)
+            runtime = "torch" if onnx_failed or compile_failed else select_runtime("auto", last)
         return stop.value, last, dose, raw, compile, runtime
     finally:
         gen.close()

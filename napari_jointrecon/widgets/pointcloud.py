@@ -124,8 +124,11 @@ class PointCloudWidget(Container):
                 features = {"distance_mm": d_pred}
                 colour = {"face_color": "distance_mm", "face_colormap": "plasma",
                           "face_contrast_limits": (0.0, max(float(np.percentile(d_pred, 98)), 1.0))}
-        points = self._viewer.add_points(pred.points, name=name, size=2.5, border_width=0,
-                                         features=features, metadata=meta, **colour)
+        # larger than the reference's points and drawn on top (no depth test): an accurate cloud
+        # lies on the body surface, where the CT plane and the dense reference would hide it
+        points = self._viewer.add_points(pred.points, name=name, size=4.0, border_width=0,
+                                         blending="translucent_no_depth", features=features,
+                                         metadata=meta, **colour)
         self._viewer.dims.ndisplay = 3
         if self.view_box.value == "plane":
             layer.depiction = "plane"
