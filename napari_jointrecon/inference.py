@@ -7,8 +7,8 @@ callback. Results are deterministic: the same input, model and runtime give the 
 Runtimes (:func:`select_runtime`): on the CPU the networks run in ONNX Runtime by default (fp32,
 exported from the shipped torch weights once per process and model, and checked against torch
 before use: within 0.01 HU). It measured 1.04-2.7 times the speed of torch's eager mode on these
-networks, 1.7 times for the default U-Net (``docs/BENCHMARKS.md``). On a GPU, with ``compile=True``, or with ``runtime="torch"`` they run
-in torch.
+networks, 1.7 times for the default U-Net (``docs/BENCHMARKS.md``). On a GPU, with
+``compile=True``, or with ``runtime="torch"`` they run in torch.
 """
 
 from __future__ import annotations
