@@ -38,6 +38,8 @@ class Progress:
     total: int
     device: str
     message: str = ""
+    #: what runs the slices now: "onnxruntime", "torch.compile", "torch" or "classical"
+    runtime: str = ""
 
 
 def _cuda_available() -> bool:
@@ -160,8 +162,9 @@ class _OnnxModule:
     """An ONNX Runtime session that is called like the torch network: ``(x, dose) -> y``.
 
     The session runs each slice on one thread, and ``workers`` slices of a batch run side by side
-    (the session is thread-safe): on 2 cores that is about 1.3 times the throughput of one slice
-    at a time on two threads, because these small convolutions split poorly across threads. Each
+    (the session is thread-safe): on 2 cores the default U-Net went from 1.16 to 1.69 times torch's
+    eager speed (``docs/BENCHMARKS.md``), because these small convolutions split poorly across
+    threads. Each
     slice is computed the same way whatever the batch, so results do not depend on the batch size.
     """
 
@@ -320,7 +323,7 @@ def iter_denoise(
         dev = "cpu"
         for k in range(total):
             out[k] = spec.run(np.asarray(stack[k], dtype=np.float32), dose)
-            yield Progress(k + 1, total, dev)
+            yield Progress(k + 1, total, dev, runtime="classical")
     else:
         import torch
 
@@ -342,7 +345,7 @@ def iter_denoise(
 
         run, used = fast(dev)
         if notes:  # the export fell back to torch: say so now, not only in a volume's notes
-            yield Progress(0, total, dev, notes[-1])
+            yield Progress(0, total, dev, notes[-1], used)
         if batch_size is None:
             # ONNX Runtime: one slice per thread, side by side; torch on the CPU: one 512^2 slice at
             # a time is fastest (cache); GPUs batch
@@ -367,7 +370,7 @@ def iter_denoise(
                     notes.append(f"{'torch.compile' if used == 'torch.compile' else 'ONNX Runtime'} failed "
                                  f"({type(exc).__name__}: {str(exc)[:200]}); ran without it")
                     run, used = net, "torch"
-                    yield Progress(k, total, dev, notes[-1])
+                    yield Progress(k, total, dev, notes[-1], used)
                     continue
                 if not isinstance(exc, RuntimeError) or dev == "cpu" or not _is_oom(exc):
                     raise
@@ -377,10 +380,10 @@ def iter_denoise(
                 seen = len(notes) - 1
                 dev = "cpu"
                 run, used = fast(dev)
-                yield Progress(k, total, dev, "; ".join(notes[seen:]))
+                yield Progress(k, total, dev, "; ".join(notes[seen:]), used)
                 continue
             k += len(chunk)
-            yield Progress(k, total, dev)
+            yield Progress(k, total, dev, runtime=used)
         net.to("cpu")
     result = out[0] if hu.ndim == 2 else out
     if is_volume:

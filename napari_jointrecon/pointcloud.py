@@ -101,7 +101,8 @@ def slab_frame(ct: CTVolume, slice_index: int, slab_mm: float = SLAB_MM) -> Slab
                      tuple(float(s) for s in ct.spacing), float(slab_mm))
 
 
-def _slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: float) -> tuple[int, int]:
+def slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: float = SLAB_MM) -> tuple[int, int]:
+    """First and last slice of the slab around ``slice_index`` (a clear error near the ends)."""
     half = int(round(slab_mm / 2 / spacing_z))
     lo, hi = slice_index - half, slice_index + half
     if not 0 <= slice_index < n_slices:
@@ -136,11 +137,6 @@ def body_mask(slab: np.ndarray, slice_index: int, *, level: float = LEVEL_HU) ->
     return body
 
 
-def slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: float = SLAB_MM) -> tuple[int, int]:
-    """First and last slice of the slab around ``slice_index`` (a clear error near the ends)."""
-    return _slab_bounds(n_slices, slice_index, spacing_z, slab_mm)
-
-
 def surface_mesh(hu: np.ndarray, spacing, slice_index: int, *, slab_mm: float = SLAB_MM,
                  level: float = LEVEL_HU) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (in voxel indices of ``hu``, z y x) and faces of the body's iso-surface in the slab."""
@@ -149,7 +145,7 @@ def surface_mesh(hu: np.ndarray, spacing, slice_index: int, *, slab_mm: float = 
     hu = np.asarray(hu)
     if hu.ndim != 3:
         raise ValueError(f"a point cloud needs a 3D volume, got an array of shape {hu.shape}")
-    lo, hi = _slab_bounds(hu.shape[0], int(slice_index), float(spacing[0]), slab_mm)
+    lo, hi = slab_bounds(hu.shape[0], int(slice_index), float(spacing[0]), slab_mm)
     slab = np.asarray(hu[lo:hi + 1], dtype=np.float32)
     if not np.isfinite(slab).all():
         raise ValueError("the slab contains NaN or infinite values")

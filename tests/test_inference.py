@@ -165,7 +165,9 @@ def test_select_runtime_refuses_what_cannot_run():
 def test_onnx_runtime_gives_the_torch_result(slice_hu):
     vol = nj.CTVolume(slice_hu)
     with mock.patch.dict(inference._ONNX, clear=True):
-        fast = denoise(vol, model=DEFAULT_MODEL, dose=0.25)  # auto: ONNX Runtime on the CPU
+        seen = []
+        fast = denoise(vol, model=DEFAULT_MODEL, dose=0.25, progress=seen.append)  # auto: ONNX Runtime
+        assert seen and all(p.runtime == "onnxruntime" for p in seen)
         with mock.patch.object(inference, "select_device", return_value="cuda"):
             # asked for by name, ONNX Runtime takes the CPU even where "auto" would find a GPU
             named = denoise(vol, model=DEFAULT_MODEL, dose=0.25, runtime="onnxruntime")

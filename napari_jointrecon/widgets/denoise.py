@@ -262,8 +262,7 @@ def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
     when compiling was not asked for or failed (the plain network ran); ``runtime`` is what ran the
     network: "onnxruntime", "torch.compile", "torch" or "classical".
     """
-    from ..inference import iter_denoise, select_runtime
-    from ..models.registry import get_spec
+    from ..inference import iter_denoise
 
     raw = None
     if dose == "estimate":
@@ -271,23 +270,14 @@ def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
 
         dose, raw = estimate_dose(hu)
     gen = iter_denoise(hu, model=model, dose=dose, device=device, compile=compile)
-    last = "cpu"
-    onnx_failed = compile_failed = False
+    last, runtime = "cpu", ""
     try:
         while True:
             p = next(gen)
-            last = p.device
-            if p.message.startswith("torch.compile failed"):
-                compile, compile_failed = False, True
-            onnx_failed |= p.message.startswith("ONNX Runtime failed")
+            last, runtime = p.device, p.runtime
             yield p
     except StopIteration as stop:
-        if get_spec(model).kind == "classical":
-            runtime = "classical"
-        elif compile:
-            runtime = "torch.compile"
-        else:
-            runtime = "torch" if onnx_failed or compile_failed else select_runtime("auto", last)
+        compile = runtime == "torch.compile"
         return stop.value, last, dose, raw, compile, runtime
     finally:
         gen.close()
