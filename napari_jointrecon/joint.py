@@ -41,7 +41,7 @@ POINT_MODELS = {
     "joint_fold": ("joint_fold",),
     "sequential": ("seq_denoiser", "seq_regressor"),
     "joint_occ": ("joint_occ",),
-    "sequential_occ": ("seq_denoiser_rel", "seq_regressor_occ"),
+    "sequential_occ": ("seq_denoiser_dose", "seq_regressor_occ"),
 }
 DEFAULT_POINT_MODEL = "joint"
 _LOADED: dict = {}

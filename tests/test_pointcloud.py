@@ -286,7 +286,7 @@ def test_joint_training_smoke(tmp_path):
 
     models = {"joint": [{"model": net("joint")}],
               "sequential": [{"seq_denoiser": net("seq_denoiser"), "seq_regressor": net("seq_regressor")}],
-              "sequential_occ": [{"seq_denoiser_rel": net("seq_denoiser_rel"),
+              "sequential_occ": [{"seq_denoiser_dose": net("seq_denoiser_dose"),
                                   "seq_regressor_occ": net("seq_regressor_occ")}]}
     spread = torch.from_numpy(np.stack([pc.farthest_point_sample(p.numpy(), 1000) for p in val.points]))
     results = evaluate_joint(models, template, val, levels={"surface_spread": spread}, log=lambda *_: None)
@@ -387,16 +387,42 @@ def test_occupancy_target_of_the_chest_gives_its_surface(chest):
     assert pc.chamfer_distance(pts, ref)[0].item() < 0.008
 
 
-def test_relative_mse_weighs_every_dose_alike():
-    from napari_jointrecon.training.joint import relative_mse
+def test_normalised_mse_is_the_mse_on_the_identity_scale():
+    from napari_jointrecon.training.joint import normalised_mse
 
     g = torch.Generator().manual_seed(0)
     ref = torch.rand(2, 1, 32, 32, generator=g)
     noisy = ref + torch.tensor([0.3, 0.01])[:, None, None, None] * torch.randn(2, 1, 32, 32, generator=g)
-    assert relative_mse(noisy, ref, noisy).item() == pytest.approx(1.0)  # the identity, at both levels
+    assert normalised_mse(noisy, ref, noisy).item() == pytest.approx(1.0)  # the identity
     halfway = ref + 0.5 * (noisy - ref)
-    assert relative_mse(halfway, ref, noisy).item() == pytest.approx(0.25, rel=1e-5)
-    assert relative_mse(ref, ref, noisy).item() == 0.0
+    assert normalised_mse(halfway, ref, noisy).item() == pytest.approx(0.25, rel=1e-5)
+    assert normalised_mse(ref, ref, noisy).item() == 0.0
+    # each image weighs by its squared error, as in the MSE: cleaning the noisy image does nearly
+    # everything, cleaning the nearly clean one almost nothing
+    only_noisy_cleaned = torch.cat([ref[:1], noisy[1:]])
+    only_clean_cleaned = torch.cat([noisy[:1], ref[1:]])
+    assert normalised_mse(only_noisy_cleaned, ref, noisy).item() < 0.01
+    assert normalised_mse(only_clean_cleaned, ref, noisy).item() > 0.99
+    mse = torch.nn.functional.mse_loss
+    assert normalised_mse(only_noisy_cleaned, ref, noisy).item() == pytest.approx(
+        (mse(only_noisy_cleaned, ref) / mse(noisy, ref)).item(), rel=1e-5)
+
+
+def test_kept_step_follows_the_job_of_each_network():
+    from napari_jointrecon.training.joint import PSNR_SLACK_DB, kept_step
+
+    # a point network: the lowest validation Chamfer (the earlier step on a tie)
+    assert kept_step([{"step": 100, "chamfer": 0.0040}, {"step": 200, "chamfer": 0.0038},
+                      {"step": 300, "chamfer": 0.0038}, {"step": 400, "chamfer": 0.0041}]) == 200
+    # a denoiser: the highest validation PSNR
+    assert kept_step([{"step": 100, "psnr": 50.0}, {"step": 200, "psnr": 51.0}, {"step": 300, "psnr": 50.9}]) == 200
+    # the joint network: the lowest Chamfer among the steps within PSNR_SLACK_DB of its best PSNR
+    history = [{"step": 100, "psnr": 50.0, "chamfer": 0.0036},  # best points, denoising too weak
+               {"step": 200, "psnr": 51.0 - PSNR_SLACK_DB / 2, "chamfer": 0.0038},
+               {"step": 300, "psnr": 51.0, "chamfer": 0.0041}]
+    assert kept_step(history) == 200
+    with pytest.raises(ValueError):
+        kept_step([])
 
 
 def test_dose_input_is_required_and_used(low_chest):
