@@ -44,10 +44,10 @@ validation Chamfer was lowest after 100-300 steps, while the denoising improved 
 Normalised MSE: the batch's MSE divided by its input's (``MSE(out, ref) / MSE(in, ref)``): the
 design's MSE, which weighs each image by its squared error, on the scale of the cross-entropy term
 (1 for the identity). A first version divided image by image (a relative MSE, every dose weighing
-alike): two of its three joint_occ seeds and all three sequential denoisers ended within 0.15 dB of
-the identity on validation (49.86 dB). With the dose as an input the network can remove much noise at 10 %
-and little at 70 %, which the design's networks, without it, cannot (they score below their input
-at 50 and 70 %).
+alike): two of its three joint_occ seeds and all three sequential denoisers ended within 0.15 dB
+of the identity on validation (49.86 dB). With the dose as an input the network can remove much
+noise at 10 % and little at 70 %, which the design's networks, without it, cannot (they score
+below their input at 50 and 70 %).
 
 The mean training shape (the best constant prediction under Chamfer) is the floor.
 """
@@ -536,8 +536,8 @@ ARCHITECTURES = {
                  f"connections) to {N_PLANES} planes x 128 x 128 body-occupancy logits across the slab "
                  "(binary cross-entropy); points: 0.5 iso-surface (marching cubes), 10,000 drawn by "
                  "area, thinned to 1000 by farthest-point sampling.",
-    "seq_denoiser_dose": "Encoder (dose as a second input channel) + denoising branch, trained alone with "
-                        "the normalised MSE.",
+    "seq_denoiser_dose": "Encoder (dose as a second input channel) + denoising branch, trained alone "
+                         "with the normalised MSE.",
     "seq_regressor_occ": "Encoder + occupancy decoder of joint_occ, trained alone (binary cross-entropy) "
                          "on full-dose slices.",
 }
@@ -669,8 +669,8 @@ def joint_results_markdown(results: dict, card: dict, *, seeds: int) -> list[str
                   f"method/dose cells score below their input ({listed}). The design's networks have no dose "
                   "input; trained with the plain MSE, where the 10 % images carry about 20 times the noise "
                   "power of the 70 % ones, they remove about as much noise at every dose, too much where "
-                  "little was added. The occupancy models take the dose as an input, so that they can "
-                  "remove as much noise as was added.", ""]
+                  "little was added. The occupancy models take the dose as an input, which keeps them "
+                  "close to their input where little noise was added.", ""]
     pairs = [(j, q) for j, q in (("joint", "sequential"), ("joint_occ", "sequential"), ("joint_occ", "sequential_occ"))
              if all(j in rows and q in rows for rows in results.values())]
     if pairs:
