@@ -248,9 +248,9 @@ def test_cli_writes_ply_and_csv(tmp_path, chest_dir):
     assert cli_main(["pointcloud", str(chest_dir), "-o", str(tmp_path / "x.txt")]) == 2
 
 
-def test_joint_training_smoke(tmp_path):
-    from napari_jointrecon.training.joint import (KINDS, OCCUPANCY_FAMILY, JointConfig, JointData, mean_shape,
-                                                  train_joint)
+def _tiny_joint_data():
+    """Six synthetic 128 x 128 slabs (discs of growing radius) for training, two for validation."""
+    from napari_jointrecon.training.joint import JointData
 
     g = torch.Generator().manual_seed(0)
     n = 6
@@ -264,6 +264,29 @@ def test_joint_training_smoke(tmp_path):
                      occupancy=occupancy)
     val = JointData(clean=clean[:2], low=data.low[:, :1, :2], points=data.points[:2],
                     centres=[0, 1], frames=data.frames[:2], occupancy=occupancy[:2])
+    return data, val
+
+
+def test_joint_occ_decoder_learns_at_its_own_rate(tmp_path, monkeypatch):
+    from napari_jointrecon.training import joint as J
+
+    data, val = _tiny_joint_data()
+    template = torch.zeros(1000, 3)
+    torch.manual_seed(0)
+    start = J.build_model("joint_occ").state_dict()
+    monkeypatch.setattr(J, "OCC_LR_SCALE", 0.0)  # a frozen decoder shows the scale is applied
+    J.train_joint("joint_occ", tmp_path, train=data, val=val, template=template,
+                  config=J.JointConfig(steps=3, threads=1))
+    end = torch.load(tmp_path / "weights.pt", weights_only=True)
+    moved = {k: not torch.equal(start[k], end[k]) for k in start if start[k].is_floating_point()}
+    assert not any(v for k, v in moved.items() if k.startswith("points.") and "running" not in k)
+    assert any(v for k, v in moved.items() if k.startswith("encoder.") and "running" not in k)
+
+
+def test_joint_training_smoke(tmp_path):
+    from napari_jointrecon.training.joint import KINDS, OCCUPANCY_FAMILY, JointConfig, mean_shape, train_joint
+
+    data, val = _tiny_joint_data()
     template = mean_shape(data, steps=20)
     assert template.shape == (1000, 3)
     for kind in KINDS:
