@@ -164,8 +164,8 @@ class _OnnxModule:
     The session runs each slice on one thread, and ``workers`` slices of a batch run side by side
     (the session is thread-safe): on 2 cores the default U-Net went from 1.16 to 1.69 times torch's
     eager speed (``docs/BENCHMARKS.md``), because these small convolutions split poorly across
-    threads. Each
-    slice is computed the same way whatever the batch, so results do not depend on the batch size.
+    threads. Each slice is computed the same way whatever the batch, so results do not depend on
+    the batch size.
     """
 
     def __init__(self, session, workers: int):

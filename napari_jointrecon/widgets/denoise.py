@@ -221,8 +221,9 @@ class DenoiseWidget(Container):
     def _on_result(self, layer, result, info) -> None:
         if self._cancelled:
             return
-        hu, device, dose, raw, compiled, runtime = result
-        info.update(dose=dose, compiled=compiled, runtime=runtime)
+        hu, device, dose, raw, runtime = result
+        # compiled: what ran, not what was asked for (a failed compile runs the plain network)
+        info.update(dose=dose, compiled=runtime == "torch.compile", runtime=runtime)
         if raw is not None:
             info["dose_estimate"] = raw
         seconds = time.perf_counter() - info.pop("started")
@@ -257,10 +258,10 @@ class DenoiseWidget(Container):
 def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
     """Generator run in the worker thread: yields Progress per batch.
 
-    Returns ``(HU, device used, dose, estimated dose or None, compiled, runtime)``;
-    ``dose="estimate"`` measures the noise first (here, off the main thread); ``compiled`` is False
-    when compiling was not asked for or failed (the plain network ran); ``runtime`` is what ran the
-    network: "onnxruntime", "torch.compile", "torch" or "classical".
+    Returns ``(HU, device used, dose, estimated dose or None, runtime)``;
+    ``dose="estimate"`` measures the noise first (here, off the main thread); ``runtime`` is what
+    ran the network: "onnxruntime", "torch.compile", "torch" or "classical" (a compile that failed
+    reports the plain network).
     """
     from ..inference import iter_denoise
 
@@ -277,7 +278,6 @@ def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
             last, runtime = p.device, p.runtime
             yield p
     except StopIteration as stop:
-        compile = runtime == "torch.compile"
-        return stop.value, last, dose, raw, compile, runtime
+        return stop.value, last, dose, raw, runtime
     finally:
         gen.close()
