@@ -42,6 +42,16 @@ highest validation PSNR, joint_occ at its lowest Chamfer among the steps whose P
 validation Chamfer was lowest after 100-300 steps, while the denoising improved to the end. So
 joint_occ trains its occupancy decoder at :data:`OCC_LR_SCALE` times the learning rate.
 
+Tried for joint_occ on validation and not kept (seeds 0 and 1 against the shipped ones, each with
+its adoption rule fixed before the run): averaging the prediction with that of the mirrored slice;
+random rotations (up to 10 degrees) and stretches (up to 10 %) of whole batches, with no denoising
+term for them (leaving single warped images out of the normalised MSE made the denoising branch
+diverge); a 16-pixel context level in the occupancy decoder (2.5 times the parameters); the
+decoder at 0.1 times the rate; the average of the weights of the last six validated steps. None
+lowered the mean validation Chamfer (all within +0.5 %). ``scripts/occupancy_error_by_plane.py``
+shows where the error lies: in the planes 6-8 mm from the input slice, which a single slice of
+one patient's lower chest cannot pin down.
+
 Normalised MSE: the batch's MSE divided by its input's (``MSE(out, ref) / MSE(in, ref)``): the
 design's MSE, which weighs each image by its squared error, on the scale of the cross-entropy term
 (1 for the identity). A first version divided image by image (a relative MSE, every dose weighing
