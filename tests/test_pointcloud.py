@@ -460,3 +460,30 @@ def test_dose_input_is_required_and_used(low_chest):
 
     low = downsample(low_chest.hu[70]).numpy()
     assert np.abs(strong - low).mean() > np.abs(weak - low).mean()
+
+
+def test_occupancy_error_by_plane_on_chest_slabs(chest, low_chest, monkeypatch):
+    from napari_jointrecon.joint import load_point_model
+    from napari_jointrecon.training import joint as J
+
+    centres = [68, 72]
+    clean = (J.downsample(chest.hu[centres]) + 1000.0) / 2000.0
+    low = ((J.downsample(low_chest.hu[centres]) + 1000.0) / 2000.0)[None, None].expand(4, 1, -1, -1, -1)
+    data = J.JointData(
+        clean=clean, low=low, centres=centres,
+        points=torch.from_numpy(np.stack([pc.surface_points(chest.hu, chest.spacing, c, 4000, seed=c)
+                                          for c in centres])).float(),
+        frames=[pc.slab_frame(chest, c) for c in centres],
+        occupancy=torch.stack([J.slab_occupancy(chest.hu, chest.spacing, c) for c in centres]))
+    monkeypatch.setitem(J.PLANE_GROUPS, "all planes", tuple(range(9)))
+    for name in ("joint_occ", "sequential_occ"):
+        err = J.occupancy_plane_errors(load_point_model(name), data, 0.25)
+        assert err["wrong"].shape == (9,) and 0 <= err["wrong"].min() and err["wrong"].max() < 0.1
+        # the input slice's own plane is the best predicted, the outermost ones the worst
+        assert err["wrong"][4] < min(err["wrong"][[0, 8]])
+        # replacing every plane by the true one gives the true occupancy's own score
+        assert err["mixed"]["all planes"] == err["true"]
+        assert err["mixed"]["outer planes 0, 1, 7, 8"] < err["model"]
+        assert 0 < err["true"] < err["model"] < 0.01
+    with pytest.raises(ValueError, match="not one of the levels"):
+        J.occupancy_plane_errors(load_point_model("joint_occ"), data, 0.3)

@@ -42,15 +42,16 @@ highest validation PSNR, joint_occ at its lowest Chamfer among the steps whose P
 validation Chamfer was lowest after 100-300 steps, while the denoising improved to the end. So
 joint_occ trains its occupancy decoder at :data:`OCC_LR_SCALE` times the learning rate.
 
-Tried for joint_occ on validation and not kept (seeds 0 and 1 against the shipped ones, each with
-its adoption rule fixed before the run): averaging the prediction with that of the mirrored slice;
-random rotations (up to 10 degrees) and stretches (up to 10 %) of whole batches, with no denoising
-term for them (leaving single warped images out of the normalised MSE made the denoising branch
-diverge); a 16-pixel context level in the occupancy decoder (2.5 times the parameters); the
-decoder at 0.1 times the rate; the average of the weights of the last six validated steps. None
-lowered the mean validation Chamfer (all within +0.5 %). ``scripts/occupancy_error_by_plane.py``
-shows where the error lies: in the planes 6-8 mm from the input slice, which a single slice of
-one patient's lower chest cannot pin down.
+Tried for joint_occ on validation and not kept (seeds 0 and 1 against the shipped ones, all three
+for the first; each with its adoption rule fixed before the run): averaging the prediction with
+that of the mirrored slice; random rotations (up to 10 degrees) and stretches (up to 10 %) of whole
+batches, with no denoising term for them (leaving single warped images out of the normalised MSE
+made the denoising branch diverge); a 16-pixel context level in the occupancy decoder (2.5 times
+the parameters); the decoder at 0.1 times the rate; the average of the weights of the last six
+validated steps. None lowered the mean validation Chamfer (all within +0.5 %).
+``scripts/occupancy_error_by_plane.py`` shows where the error lies: mostly in the planes 6-8 mm
+from the input slice, which one slice cannot pin down when all training slabs come from one
+patient.
 
 Normalised MSE: the batch's MSE divided by its input's (``MSE(out, ref) / MSE(in, ref)``): the
 design's MSE, which weighs each image by its squared error, on the scale of the cross-entropy term
@@ -464,6 +465,49 @@ def surface_levels(centres: list[int], n_points: int = N_POINTS, *,
     return {"surface_random": torch.from_numpy(np.stack([pool[:n_points] for pool in pools])).float(),
             "surface_spread": torch.from_numpy(np.stack([farthest_point_sample(pool, n_points)
                                                          for pool in pools])).float()}
+
+
+PLANE_GROUPS = {"input plane 4": (4,), "planes 3-5": (3, 4, 5), "outer planes 0, 1, 7, 8": (0, 1, 7, 8)}
+
+
+@torch.no_grad()
+def occupancy_plane_errors(nets: dict[str, JointNet], data: JointData, dose: float) -> dict:
+    """Where an occupancy model's point error lies, plane by plane (``scripts/occupancy_error_by_plane.py``).
+
+    ``nets``: ``{"model": joint_occ}`` or ``{"seq_denoiser_dose": ..., "seq_regressor_occ": ...}``;
+    ``data``: slabs with their true occupancy, read at ``dose`` (one of the four levels). Returns the
+    mean Chamfer of the model's points (``model``) and of the true occupancy's through the same
+    sampler (``true``), the fraction of misclassified pixels per plane (``wrong``), and the Chamfer
+    when the planes of each :data:`PLANE_GROUPS` group are replaced by the true ones (``mixed``).
+    """
+    if data.occupancy is None:
+        raise ValueError("the slabs have no true occupancy")
+    level = [i for i, d in enumerate(DOSE_LEVELS) if abs(d - dose) < 1e-9]
+    if not level:
+        raise ValueError(f"dose {dose!r} is not one of the levels {', '.join(f'{d:g}' for d in DOSE_LEVELS)}")
+    n = data.clean.shape[0]
+    x = data.low[level[0], 0][:, None]
+    doses = torch.full((n,), float(dose))
+    if "model" in nets:
+        _, logits = nets["model"](x, doses)
+    else:
+        den, _ = nets["seq_denoiser_dose"](x, doses)
+        _, logits = nets["seq_regressor_occ"](den)
+    pred = torch.sigmoid(logits).numpy()
+    true = data.occupancy.numpy()
+
+    def chamfer(occ) -> float:
+        pts = np.stack([occupancy_points(o, N_POINTS, half_extent_mm=f.half_extent_mm)
+                        for o, f in zip(occ, data.frames)])
+        return float(chamfer_distance(torch.from_numpy(pts).float(), data.points).mean())
+
+    mixed = {}
+    for name, planes in PLANE_GROUPS.items():
+        m = pred.copy()
+        m[:, list(planes)] = true[:, list(planes)]
+        mixed[name] = chamfer(m)
+    return {"model": chamfer(pred), "true": chamfer(true),
+            "wrong": ((pred > 0.5) != (true > 0.5)).mean(axis=(0, 2, 3)), "mixed": mixed}
 
 
 def evaluate_joint(models: dict[str, list[dict[str, JointNet]]], template: torch.Tensor,
