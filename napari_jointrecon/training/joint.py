@@ -46,9 +46,9 @@ Tried for joint_occ on validation and not kept (seeds 0 and 1 against the shippe
 for the first; each with its adoption rule fixed before the run): averaging the prediction with
 that of the mirrored slice; random rotations (up to 10 degrees) and stretches (up to 10 %) of whole
 batches, with no denoising term for them (leaving single warped images out of the normalised MSE
-made the denoising branch diverge); a 16-pixel context level in the occupancy decoder (2.5 times
-the parameters); the decoder at 0.1 times the rate; the average of the weights of the last six
-validated steps. None lowered the mean validation Chamfer (all within +0.5 %).
+made the denoising branch diverge); a 16-pixel context level in the occupancy decoder; the decoder
+at 0.1 times the rate; the average of the weights of the last six validated steps. None lowered
+the mean validation Chamfer.
 ``scripts/occupancy_error_by_plane.py`` shows where the error lies: mostly in the planes 6-8 mm
 from the input slice, which one slice cannot pin down when all training slabs come from one
 patient.
@@ -303,7 +303,11 @@ def _points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = Tr
     """
     if net.head_kind != "occ":
         return out
-    prob = torch.sigmoid(out).cpu().numpy()
+    return _occupancy_points(torch.sigmoid(out).cpu().numpy(), extents, strict=strict)
+
+
+def _occupancy_points(prob: np.ndarray, extents=None, *, strict: bool = True) -> torch.Tensor:
+    """``(B, N_POINTS, 3)`` points from occupancies ``(B, planes, H, W)`` (:func:`_points`)."""
     pts = []
     for k, p in enumerate(prob):
         ext = None if extents is None else extents[k]
@@ -312,6 +316,18 @@ def _points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = Tr
             continue
         pts.append(occupancy_points(p, N_POINTS, half_extent_mm=ext))
     return torch.from_numpy(np.stack(pts)).float()
+
+
+def _forward(kinds_models: dict, x: torch.Tensor, dose=None):
+    """One model or the sequential pair on a batch: ``(denoised, raw point output, point network)``
+    (the raw output of an occupancy head is its logits)."""
+    denoiser = next((kinds_models[k] for k in ("seq_denoiser", "seq_denoiser_dose") if k in kinds_models), None)
+    if denoiser is None:
+        den, raw = kinds_models["model"](x, dose)
+        return den, raw, kinds_models["model"]
+    den, _ = denoiser(x, dose)
+    regressor = next(kinds_models[k] for k in ("seq_regressor", "seq_regressor_occ") if k in kinds_models)
+    return den, regressor(den)[1], regressor
 
 
 @torch.no_grad()
@@ -329,16 +345,9 @@ def _run(kinds_models: dict, x: torch.Tensor, chunk: int = 32, extents=None, str
         xi = x[i:i + chunk]
         di = None if dose is None else dose[i:i + chunk].to(xi.device)
         ext = None if extents is None else extents[i:i + chunk]
-        denoiser = next((kinds_models[k] for k in ("seq_denoiser", "seq_denoiser_dose") if k in kinds_models), None)
-        if denoiser is not None:
-            den, _ = denoiser(xi, di)
-            regressor = next(kinds_models[k] for k in ("seq_regressor", "seq_regressor_occ") if k in kinds_models)
-            _, pts = regressor(den)
-            pts = _points(regressor, pts, ext, strict=strict)
-        else:
-            den, pts = kinds_models["model"](xi, di)
-            if pts is not None:
-                pts = _points(kinds_models["model"], pts, ext, strict=strict)
+        den, pts, net = _forward(kinds_models, xi, di)
+        if pts is not None:
+            pts = _points(net, pts, ext, strict=strict)
         dens.append(den)
         ptss.append(pts)
     return (torch.cat(dens) if dens[0] is not None else None,
@@ -485,21 +494,14 @@ def occupancy_plane_errors(nets: dict[str, JointNet], data: JointData, dose: flo
     level = [i for i, d in enumerate(DOSE_LEVELS) if abs(d - dose) < 1e-9]
     if not level:
         raise ValueError(f"dose {dose!r} is not one of the levels {', '.join(f'{d:g}' for d in DOSE_LEVELS)}")
-    n = data.clean.shape[0]
     x = data.low[level[0], 0][:, None]
-    doses = torch.full((n,), float(dose))
-    if "model" in nets:
-        _, logits = nets["model"](x, doses)
-    else:
-        den, _ = nets["seq_denoiser_dose"](x, doses)
-        _, logits = nets["seq_regressor_occ"](den)
+    _, logits, _ = _forward(nets, x, torch.full((x.shape[0],), float(dose)))
     pred = torch.sigmoid(logits).numpy()
     true = data.occupancy.numpy()
+    extents = [f.half_extent_mm for f in data.frames]
 
     def chamfer(occ) -> float:
-        pts = np.stack([occupancy_points(o, N_POINTS, half_extent_mm=f.half_extent_mm)
-                        for o, f in zip(occ, data.frames)])
-        return float(chamfer_distance(torch.from_numpy(pts).float(), data.points).mean())
+        return float(chamfer_distance(_occupancy_points(occ, extents), data.points).mean())
 
     mixed = {}
     for name, planes in PLANE_GROUPS.items():
