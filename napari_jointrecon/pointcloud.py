@@ -36,7 +36,7 @@ from .volume import CTVolume
 __all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "slab_frame",
            "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
            "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE",
-           "farthest_point_sample", "occupancy_points", "body_mask", "slab_bounds"]
+           "farthest_point_sample", "spread_points", "occupancy_points", "body_mask", "slab_bounds"]
 
 SLAB_MM = 16.0
 LEVEL_HU = -500.0
@@ -206,15 +206,49 @@ def farthest_point_sample(points: np.ndarray, n: int, *, start: int = 0) -> np.n
     return np.asarray(points)[chosen]
 
 
+def spread_points(points: np.ndarray, n: int, *, iterations: int = 10) -> np.ndarray:
+    """``n`` of ``points`` (N, 3) that stand for all of them: farthest-point sampling, then Lloyd
+    iterations (k-means: each of the ``n`` moves to the mean of the points nearest to it), then each
+    back onto the nearest of ``points``.
+
+    Farthest-point sampling spreads the ``n`` points out; the Lloyd iterations make them quantise
+    the sample, so that where ``points`` are denser (an area-weighted sample of a surface: more
+    area) more of the ``n`` go, and the mean squared distance from ``points`` to the nearest of the
+    ``n`` (the second term of the Chamfer distance) drops. The means lie inside curved surfaces;
+    moving each back onto the nearest point of the sample not yet taken keeps all ``n`` on the
+    surface the sample comes from, and distinct.
+    """
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(points, dtype=np.float64)
+    centres = farthest_point_sample(pts, n)
+    for _ in range(iterations):
+        # the assignment step of scipy.cluster.vq.kmeans2, by a k-d tree (3x faster at 20,000 x 1000);
+        # a centre that no point is nearest to stays where it is, as with kmeans2(missing="warn")
+        _, label = cKDTree(centres).query(pts)
+        count = np.bincount(label, minlength=n)
+        sums = np.stack([np.bincount(label, weights=pts[:, k], minlength=n) for k in range(pts.shape[1])], 1)
+        kept = count > 0
+        centres[kept] = sums[kept] / count[kept, None]
+    # back onto the sample, each to the nearest point not yet taken (n distinct points)
+    _, near = cKDTree(pts).query(centres, k=min(8, len(pts)))
+    near = near.reshape(n, -1)
+    chosen, taken = np.empty(n, dtype=np.int64), set()
+    for i, row in enumerate(near):
+        chosen[i] = next((int(j) for j in row if j not in taken), int(row[0]))
+        taken.add(chosen[i])
+    return np.asarray(points)[chosen]
+
+
 def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int = 0,
-                     pool_factor: int = 10) -> np.ndarray:
+                     pool_factor: int = 20) -> np.ndarray:
     """``n`` points on the 0.5 iso-surface of a slab occupancy ``(planes, rows, cols)``, normalised.
 
     Plane ``i`` lies at normalised z = -1 + 2 i / (planes - 1); pixel ``(r, c)`` at the normalised
     y, x of :class:`SlabFrame` for a ``rows`` x ``cols`` image. As for the reference surface, only
     the largest connected region above 0.5 is kept. ``pool_factor * n`` points are drawn by area
     (measured in mm with ``half_extent_mm``, :attr:`SlabFrame.half_extent_mm`; default a 16 mm
-    slab and a 500 mm field of view) and thinned to ``n`` by farthest-point sampling.
+    slab and a 500 mm field of view) and thinned to ``n`` by :func:`spread_points`.
     """
     from skimage.measure import marching_cubes
 
@@ -241,7 +275,7 @@ def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int
     norm[:, 0] = idx[:, 0] * unit[0] - 1.0
     norm[:, 1] = (idx[:, 1] - (rows - 1) / 2) / (rows / 2)
     norm[:, 2] = (idx[:, 2] - (cols - 1) / 2) / (cols / 2)
-    return farthest_point_sample(norm, n)
+    return spread_points(norm, n)
 
 
 def reference_point_cloud(ct: CTVolume, slice_index: int, n_points: int = EVAL_POINTS, *,

@@ -356,6 +356,34 @@ def test_farthest_point_sample_spreads_evenly():
         pc.farthest_point_sample(pts[:3], 4)
 
 
+def test_spread_points_quantise_a_sample_better_than_farthest_point_sampling():
+    # a sample of a sphere whose upper half carries 3x the density: the n points should follow the
+    # density (more above), stay on the sphere, and cover the sample better
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(20000, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    keep = (v[:, 0] > 0) | (rng.random(len(v)) < 1 / 3)
+    pts = v[keep]
+    fps = pc.farthest_point_sample(pts, 300)
+    spread = pc.spread_points(pts, 300)
+    assert spread.shape == (300, 3) and len({tuple(p) for p in spread}) == 300  # distinct
+    pool = {tuple(p) for p in pts}
+    assert all(tuple(p) in pool for p in spread)  # on the sample, so on the sphere
+    assert np.allclose(np.linalg.norm(spread, axis=1), 1.0)
+    # farthest-point sampling ignores the density (half above); k-means quantisation moves points
+    # towards it (asymptotically density ** 0.5 on a surface: 63 % above for 3:1)
+    assert abs((fps[:, 0] > 0).mean() - 0.5) < 0.02
+    assert 0.53 < (spread[:, 0] > 0).mean() < 0.64
+    # the quantisation term of the Chamfer distance (sample -> points) and the whole Chamfer drop
+    d_fps = ((pts[:, None] - fps[None]) ** 2).sum(-1).min(1).mean()
+    d_spread = ((pts[:, None] - spread[None]) ** 2).sum(-1).min(1).mean()
+    assert d_spread < 0.9 * d_fps, (d_spread, d_fps)
+    assert pc.chamfer_distance(spread, pts)[0] < pc.chamfer_distance(fps, pts)[0]
+    assert np.array_equal(spread, pc.spread_points(pts, 300))  # deterministic
+    with pytest.raises(ValueError, match="cannot take"):
+        pc.spread_points(pts[:3], 4)
+
+
 def test_untrained_denoising_branch_starts_as_the_identity():
     from napari_jointrecon.models.joint import JointNet
 
