@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import NamedTuple
 
@@ -112,6 +113,48 @@ def _check_slice(img: np.ndarray) -> None:
         raise ValueError("the slice is all air (nothing above -500 HU): there is no body to reconstruct")
 
 
+class _Orientation(NamedTuple):
+    """How a volume's slice turns into the orientation the point models were trained on (that of
+    the chest series: array axes along world +z, +y, +x, i.e. feet to head, front to back and the
+    patient's right to left): transpose the slice first, then flip its rows and columns; the slab
+    runs the other way along z when ``flip_z``."""
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_cols: bool = False
+    flip_z: bool = False
+
+
+def _orientation(direction: np.ndarray) -> _Orientation:
+    """The :class:`_Orientation` of a volume from its direction matrix (nearest axis for oblique
+    volumes, such as a tilted gantry); a volume whose slices are not axial gets a clear error."""
+    d = np.abs(np.asarray(direction, dtype=float))
+    if [int(np.argmax(d[:, c])) == 0 for c in range(3)] != [True, False, False]:
+        raise ValueError("the point models work on axial slices, and this volume's slices are not "
+                         "axial (its first array axis does not run feet to head)")
+    transpose = d[2, 1] > d[1, 1]  # the rows run along world x rather than y
+    row_axis, col_axis = (2, 1) if transpose else (1, 2)
+    signed = np.asarray(direction, dtype=float)
+    return _Orientation(transpose=bool(transpose), flip_rows=bool(signed[1, row_axis] < 0),
+                        flip_cols=bool(signed[2, col_axis] < 0), flip_z=bool(signed[0, 0] < 0))
+
+
+def _to_model(img: np.ndarray, o: _Orientation) -> np.ndarray:
+    img = img.T if o.transpose else img
+    return np.ascontiguousarray(img[::-1 if o.flip_rows else 1, ::-1 if o.flip_cols else 1])
+
+
+def _from_model(img: np.ndarray, o: _Orientation) -> np.ndarray:
+    img = img[::-1 if o.flip_rows else 1, ::-1 if o.flip_cols else 1]
+    return np.ascontiguousarray(img.T if o.transpose else img)
+
+
+def _points_from_model(p: np.ndarray, o: _Orientation) -> np.ndarray:
+    """Normalised points of the model's orientation -> those of the volume's own array axes."""
+    p = p * np.array([-1.0 if o.flip_z else 1.0, -1.0 if o.flip_rows else 1.0, -1.0 if o.flip_cols else 1.0])
+    return p[:, [0, 2, 1]] if o.transpose else p
+
+
 def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: float,
                         model: str = DEFAULT_POINT_MODEL, device: str = "auto",
                         spacing: tuple[float, float] | None = None, seed: int = 0) -> PointCloudPrediction:
@@ -129,7 +172,11 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     device : {"auto", "cuda", "mps", "cpu"}
         As :func:`napari_jointrecon.denoise`; a GPU out of memory falls back to the CPU.
     spacing : (dy, dx) in mm, optional
-        Pixel spacing for a bare array (default 1 mm); a CTVolume brings its own geometry.
+        Pixel spacing for a bare array (default 1 mm); a CTVolume brings its own geometry. A bare
+        array is taken as stored in the orientation the models were trained on (that of DICOM
+        axial slices: rows from the front to the back, columns from the patient's right to left); a
+        CTVolume stored otherwise (a NIfTI file in RAS order, transposed slices, slices from head to
+        feet) is turned to it for the networks, and the points and the denoised slice are turned back.
     seed : int
         Which training seed's weights to use (0, 1 or 2).
 
@@ -145,8 +192,13 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     from .inference import _is_oom, select_device
     from .training.joint import _run, downsample
 
-    if not (isinstance(dose, (int, float)) and math.isfinite(dose) and 0.0 < dose <= 1.0):
+    if isinstance(dose, bool) or not isinstance(dose, numbers.Real):
+        raise ValueError(f"dose must be a number, the fraction of the full dose (0.25 for 25 %), got {dose!r}")
+    dose = float(dose)
+    if not (math.isfinite(dose) and 0.0 < dose <= 1.0):
         raise ValueError(f"dose must be a fraction in (0, 1] (0.25 for 25 %), got {dose!r}")
+    if slice_index is not None and (isinstance(slice_index, bool) or not isinstance(slice_index, numbers.Integral)):
+        raise ValueError(f"slice_index must be a whole number, got {slice_index!r}")
     ct = ct_or_slice if isinstance(ct_or_slice, CTVolume) else None
     arr = ct.hu if ct is not None else np.asarray(ct_or_slice)
     if ct is None and arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
@@ -157,30 +209,42 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
             raise ValueError(f"slice {k} is outside the volume (0-{arr.shape[0] - 1})")
         img = np.asarray(arr[k], dtype=np.float32)
     elif arr.ndim == 2:
+        if slice_index not in (None, 0):
+            raise ValueError(f"slice_index {slice_index} was given for a single 2D slice")
         k, img = 0, np.asarray(arr, dtype=np.float32)
     else:
         raise ValueError(f"expected a CT volume or a 2D slice, got an array of shape {arr.shape}")
     _check_slice(img)
     if ct is not None:
         frame = slab_frame(ct, k)
+        orient = _orientation(ct.direction)
     else:
-        dy, dx = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
+        if spacing is None:
+            dy, dx = 1.0, 1.0
+        else:
+            sp = np.asarray(spacing, dtype=float).ravel() if np.ndim(spacing) == 1 else np.array([])
+            if sp.shape != (2,) or not (np.isfinite(sp).all() and (sp > 0).all()):
+                raise ValueError(f"spacing must be two positive pixel sizes in mm, (dy, dx), got {spacing!r}")
+            dy, dx = float(sp[0]), float(sp[1])
         frame = SlabFrame(float(k), img.shape[0], img.shape[1], (1.0, dy, dx), SLAB_MM)
+        orient = _Orientation()
     nets = load_point_model(model, seed)
-    x = (downsample(img)[None, None] + 1000.0) / 2000.0
+    ext = frame.half_extent_mm
+    model_ext = np.array([ext[0], ext[2], ext[1]]) if orient.transpose else ext  # by the model's axes
+    x = (downsample(_to_model(img, orient))[None, None] + 1000.0) / 2000.0
     dev = select_device(device)
     try:
         moved = {key: net.to(dev) for key, net in nets.items()}
-        den, pts = _run(moved, x.to(dev), extents=[frame.half_extent_mm], dose=[dose])
+        den, pts = _run(moved, x.to(dev), extents=[model_ext], dose=[dose])
     except RuntimeError as exc:
         if dev == "cpu" or not _is_oom(exc):
             raise
         moved = {key: net.to("cpu") for key, net in nets.items()}
-        den, pts = _run(moved, x, extents=[frame.half_extent_mm], dose=[dose])
+        den, pts = _run(moved, x, extents=[model_ext], dose=[dose])
     finally:
         for net in nets.values():
             net.to("cpu")
-    normalised = pts[0].double().cpu().numpy()
+    normalised = _points_from_model(pts[0].double().cpu().numpy(), orient)
     points = frame.normalised_to_world(normalised, ct)
-    denoised = den[0, 0].cpu().numpy() * 2000.0 - 1000.0
+    denoised = _from_model(den[0, 0].cpu().numpy(), orient) * 2000.0 - 1000.0
     return PointCloudPrediction(points.astype(np.float64), denoised.astype(np.float32))

@@ -310,6 +310,9 @@ def _nearest(a, b, chunk: int = 2048):
     import torch
 
     with torch.no_grad():
+        # about a common centre: raw world coordinates (hundreds of mm) lose precision in float32
+        centre = torch.cat([a, b], 1).mean(1, keepdim=True)
+        a, b = a - centre, b - centre
         bb = (b * b).sum(-1)[:, None, :]
         best_ba = torch.full(b.shape[:2], float("inf"), dtype=a.dtype, device=a.device)
         idx_ba = torch.zeros(b.shape[:2], dtype=torch.long, device=a.device)

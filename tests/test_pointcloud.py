@@ -40,6 +40,18 @@ def test_chamfer_matches_brute_force_batched_and_differentiable():
     assert a.grad is not None and torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
 
 
+def test_chamfer_keeps_its_precision_far_from_the_origin():
+    # world millimetres of a scan can be hundreds of mm from the origin; float32 |a|^2 + |b|^2 - 2ab
+    # there picks wrong neighbours unless the sets are centred first
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(3000, 3)) * 20 + 650
+    b = rng.normal(size=(4000, 3)) * 20 + 650
+    exact = (cKDTree(b).query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean()
+    assert abs(pc.chamfer_distance(a, b)[0].item() - exact) < 1e-5 * exact
+
+
 def test_chamfer_in_mm_scales_each_axis():
     a = np.zeros((1, 3))
     b = np.array([[0.5, 0.0, 0.0]])  # half a normalised unit along z
@@ -233,6 +245,65 @@ def test_bad_dose_model_and_slice(low_chest):
         nj.predict_point_cloud(low_chest, slice_index=10, dose=0.25, model="nope")
     with pytest.raises(ValueError, match="outside"):
         nj.predict_point_cloud(low_chest, slice_index=500, dose=0.25)
+
+
+def _restored(ct, order, flips):
+    """``ct`` stored another way: array axes permuted by ``order`` and reversed where ``flips``,
+    with the geometry that keeps every voxel at the same place in the patient."""
+    hu = ct.hu.transpose(order)
+    corner = np.zeros(3)
+    direction = ct.direction[:, list(order)].copy()
+    for axis, flip in enumerate(flips):
+        if flip:
+            hu = np.flip(hu, axis)
+            corner[order[axis]] = ct.shape[order[axis]] - 1
+            direction[:, axis] *= -1
+    return nj.CTVolume(np.ascontiguousarray(hu), spacing=tuple(ct.spacing[i] for i in order),
+                       origin=tuple(ct.index_to_world(corner)), direction=direction)
+
+
+@pytest.mark.parametrize("order, flips, model", [
+    ((0, 1, 2), (False, True, True), "joint"),   # as NIfTI stores it (RAS): rows and columns reversed
+    ((0, 2, 1), (False, False, False), "joint_occ"),  # rows and columns swapped
+    ((0, 1, 2), (True, False, False), "joint"),  # slices from head to feet
+])
+def test_prediction_does_not_depend_on_how_the_volume_is_stored(low_chest, order, flips, model):
+    k = 70
+    other = _restored(low_chest, order, flips)
+    k_other = other.shape[0] - 1 - k if flips[0] else k
+    assert np.allclose(other.index_to_world(np.array([[k_other, 3.0, 5.0]]))[0, 0],
+                       low_chest.index_to_world(np.array([[k, 0.0, 0.0]]))[0, 0])
+    a = nj.predict_point_cloud(low_chest, slice_index=k, dose=0.25, model=model)
+    b = nj.predict_point_cloud(other, slice_index=k_other, dose=0.25, model=model)
+    # the networks see the same slice, so the cloud is the same in the patient, to rounding
+    assert np.abs(a.points - b.points).max() < 1e-3
+    # and the denoised slice comes back in the volume's own storage order
+    den = a.denoised.T if order[1:] == (2, 1) else a.denoised
+    den = den[::-1 if flips[1] else 1, ::-1 if flips[2] else 1]
+    assert np.allclose(den, b.denoised, atol=1e-3)
+
+
+def test_point_models_need_axial_slices(low_chest):
+    coronal = _restored(low_chest, (1, 0, 2), (False, False, False))
+    with pytest.raises(ValueError, match="axial"):
+        nj.predict_point_cloud(coronal, slice_index=200, dose=0.25)
+
+
+def test_arguments_of_predict_point_cloud_are_checked(low_chest):
+    img = low_chest.hu[70]
+    for spacing in ((np.nan, 1.0), (0.0, 0.0), (-1.0, -1.0), (2.0, 0.977, 0.977), 1.0):
+        with pytest.raises(ValueError, match="spacing"):
+            nj.predict_point_cloud(img, dose=0.25, spacing=spacing)
+    with pytest.raises(ValueError, match="whole number"):
+        nj.predict_point_cloud(low_chest, slice_index=70.5, dose=0.25)
+    with pytest.raises(ValueError, match="single 2D slice"):
+        nj.predict_point_cloud(img, slice_index=70, dose=0.25)
+    with pytest.raises(ValueError, match="dose must be a number"):
+        nj.predict_point_cloud(img, dose=True)
+    # numpy numbers are numbers
+    a = nj.predict_point_cloud(low_chest, slice_index=np.int64(70), dose=np.float32(0.25))
+    b = nj.predict_point_cloud(low_chest, slice_index=70, dose=0.25)
+    assert np.array_equal(a.points, b.points)
 
 
 def test_cli_writes_ply_and_csv(tmp_path, chest_dir):
