@@ -109,7 +109,7 @@ def slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: floa
         raise ValueError(f"slice {slice_index} is outside the volume (0-{n_slices - 1})")
     if lo < 0 or hi >= n_slices:
         raise ValueError(
-            f"the {slab_mm:g} mm slab around slice {slice_index} needs slices {lo}-{hi}, but the "
+            f"the {slab_mm:g} mm slab around slice {slice_index} needs slices {lo} to {hi}, but the "
             f"volume has 0-{n_slices - 1}: choose a slice at least {half} slices from either end")
     return lo, hi
 

@@ -83,6 +83,62 @@ def test_denoise_slab_lands_on_its_slices(make_napari_viewer, qtbot):
                                atol=1e-3)
 
 
+def test_slab_results_refuse_slices_they_do_not_have_and_take_rois_from_the_volume(make_napari_viewer, qtbot,
+                                                                                   tmp_path):
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    widget = _dock(viewer, "Denoise")
+    viewer.dims.set_point(0, float(ct.data_to_world((20, 0, 0))[0]))
+    widget.scope_box.value = "slab"
+    widget.slab_spin.value = 2
+    widget.model_box.value = "tv"
+    _run_and_wait(qtbot, widget)
+    slab = viewer.layers[-1]  # volume slices 18-22
+    n_layers = len(viewer.layers)
+    # on slice 30 the slab has nothing to show: denoising or a point cloud of it is refused, not
+    # silently done on its last slice
+    viewer.dims.set_point(0, float(ct.data_to_world((30, 0, 0))[0]))
+    widget.layer_box.value = slab
+    widget.scope_box.value = "slice"
+    assert widget.run() is None and "outside" in widget.status.value
+    cloud = _dock(viewer, "3D point cloud")
+    cloud.layer_box.value = slab
+    assert cloud.run() is None and "outside" in cloud.status.value
+    assert len(viewer.layers) == n_layers
+    # ROIs drawn on the volume measure the slab result at the same place in the patient
+    metrics = _dock(viewer, "Metrics")
+    metrics.image_box.value = ct
+    rois = metrics.add_roi_layer()
+    rois.add_rectangles(np.array([[20, 55, 55], [20, 55, 70], [20, 70, 70], [20, 70, 55]], float))
+    metrics.image_box.value = slab
+    metrics.reference_box.value = ct
+    assert metrics.measure_slice() == {} and "outside" in metrics.status.value
+    viewer.dims.set_point(0, float(ct.data_to_world((20, 0, 0))[0]))
+    res = metrics.measure_slice()
+    mask = rois.to_masks(mask_shape=ct.data.shape)[0][20]
+    assert res["ROIs, slice 20"]["noise_hu (ROI 1)"] == pytest.approx(M.noise_std(np.asarray(slab.data[2]), mask))
+    assert res["layers"] == {"image": slab.name, "reference": ct.name}
+    viewer.dims.set_point(0, float(ct.data_to_world((21, 0, 0))[0]))
+    res = metrics.measure_slice()
+    assert "no ROI on this slice" in res["ROIs, slice 21"]["note"] and "no ROI" in metrics.status.value
+    # an export holds the last measurement only, with its layers named
+    assert metrics.measure_volume() is not None
+    qtbot.waitUntil(lambda: metrics._worker is None, timeout=60000)
+    assert len(metrics.per_slice["psnr"]) == 5
+    metrics.measure_slice()
+    data = json.loads(metrics.export(tmp_path / "m.json").read_text())
+    assert data["per_slice"] == {} and data["results"]["layers"]["image"] == slab.name
+    assert "slice 21" in data["results"]
+
+
+def test_point_cloud_widget_refuses_slices_smaller_than_the_network_input(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 101, 122), np.float32), name="small")
+    widget = _dock(viewer, "3D point cloud")
+    widget.layer_box.value = viewer.layers[0]
+    assert not widget.run_button.enabled and "at least 128 x 128" in widget.status.value
+
+
 def test_compile_option_runs_the_compiled_network(make_napari_viewer, qtbot):
     from napari_jointrecon import inference
 

@@ -7,7 +7,8 @@ import numpy as np
 from .._writer import layer_to_volume
 from ..volume import CTVolume
 
-__all__ = ["layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "result_layer_kwargs",
+__all__ = ["layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
+           "result_layer_kwargs",
            "connect_layer_events", "notify_error"]
 
 
@@ -54,6 +55,18 @@ def current_slice(viewer, layer) -> int:
     point = np.asarray(viewer.dims.point, dtype=float)[-layer.ndim:]
     k = int(np.round(layer.world_to_data(point)[0]))
     return int(np.clip(k, 0, layer.data.shape[0] - 1))
+
+
+def off_slice_problem(viewer, layer, *, first: int = 0) -> str:
+    """Why the displayed slice cannot be used for ``layer`` ('' when the viewer shows one of its
+    slices). ``first``: the volume slice of the layer's first slice, for slab results."""
+    if layer.ndim < 3:
+        return ""
+    point = np.asarray(viewer.dims.point, dtype=float)[-layer.ndim:]
+    if 0 <= int(np.round(layer.world_to_data(point)[0])) < layer.data.shape[0]:
+        return ""
+    return (f"The displayed slice is outside '{layer.name}' (volume slices {first}-"
+            f"{first + layer.data.shape[0] - 1}): move the slider onto it.")
 
 
 def result_layer_kwargs(source, *, name: str, first_slice: int = 0, metadata: dict | None = None) -> dict:

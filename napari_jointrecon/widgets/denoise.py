@@ -15,7 +15,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, 
 
 from ..dose import DOSE_LEVELS
 from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices,
-                      layer_volume, notify_error, result_layer_kwargs)
+                      layer_volume, notify_error, off_slice_problem, result_layer_kwargs)
 
 if TYPE_CHECKING:
     import napari
@@ -171,6 +171,10 @@ class DenoiseWidget(Container):
             self._say(issue)
             return None
         layer = self.layer_box.value
+        off = off_slice_problem(self._viewer, layer) if self.scope_box.value != "volume" else ""
+        if off:
+            self._say(off)
+            return None
         try:
             volume = layer_volume(layer)
         except Exception as exc:  # noqa: BLE001 - any unreadable layer is reported, not raised

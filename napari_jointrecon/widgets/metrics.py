@@ -22,7 +22,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Table
 
 from .. import metrics as M
-from ._common import connect_layer_events, ct_layer_problem, current_slice, layer_choices, layer_volume
+from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices, layer_volume,
+                      off_slice_problem)
 
 if TYPE_CHECKING:
     import napari
@@ -160,16 +161,14 @@ class MetricsWidget(Container):
             self._say(issue)
             return {}
         image, ref, first = pair
-        k = current_slice(self._viewer, image) if image.ndim == 3 else 0
-        if image.ndim == 3:
-            point = np.asarray(self._viewer.dims.point, dtype=float)[-3:]
-            shown = int(np.round(image.world_to_data(point)[0]))
-            if not 0 <= shown < image.data.shape[0]:
-                self._say(f"The displayed slice is outside '{image.name}' (volume slices {first}-"
-                          f"{first + image.data.shape[0] - 1}).")
-                return {}
+        off = off_slice_problem(self._viewer, image, first=first)
+        if off:
+            self._say(off)
+            return {}
+        k = current_slice(self._viewer, image)
         img = np.asarray(image.data[k] if image.ndim == 3 else image.data, dtype=np.float32)
-        self.results = {}
+        self.results = {"layers": {"image": image.name, "reference": ref.name if ref is not None else "(none)"}}
+        self.per_slice = {}  # what is exported is this measurement only
         self._run_info(image)
         if ref is not None:
             r = np.asarray(ref.data[first + k] if ref.ndim == 3 else ref.data, dtype=np.float32)
@@ -179,20 +178,36 @@ class MetricsWidget(Container):
             self.results[f"ROIs, slice {first + k}"] = roi
         if ref is None and not roi:
             self._say("Choose a reference layer, or draw ROIs (Add ROI layer) for noise and CNR.")
+        elif "note" in roi:
+            self._say(f"Slice {first + k} of '{image.name}': {roi['note']}.")
         else:
             self._say(f"Slice {first + k} of '{image.name}'.")
         self._show()
         return self.results
 
-    def _roi_metrics(self, image, k: int, img: np.ndarray) -> dict:
+    def _roi_masks(self, image) -> list[np.ndarray]:
+        """The ROI layer's shapes as masks on ``image``'s own grid: through world coordinates, so
+        ROIs drawn on a volume also land on a slab result of it (which starts further along z)."""
+        from napari.layers import Shapes
+
         shapes = self.roi_box.value
         if shapes is None or len(shapes.data) == 0:
-            return {}
-        masks = shapes.to_masks(mask_shape=image.data.shape)
-        masks = [m[k] if m.ndim == 3 else m for m in masks]
-        masks = [m for m in masks if m.any()]
+            return []
+        data = [np.asarray(image._data_to_world.inverse(shapes._data_to_world(np.asarray(v, dtype=float))))
+                for v in shapes.data]
+        if image.ndim == 2:
+            data = [v[:, -2:] for v in data]
+        moved = Shapes(data, shape_type=list(shapes.shape_type), ndim=image.ndim)
+        return list(moved.to_masks(mask_shape=image.data.shape))
+
+    def _roi_metrics(self, image, k: int, img: np.ndarray) -> dict:
+        masks = self._roi_masks(image)
         if not masks:
             return {}
+        on_slice = [m[k] if m.ndim == 3 else m for m in masks]
+        masks = [m for m in on_slice if m.any()]
+        if not masks:
+            return {"note": "no ROI on this slice: draw them on the displayed slice"}
         out = {"noise_hu (ROI 1)": M.noise_std(img, masks[0]), "mean_hu (ROI 1)": float(img[masks[0]].mean())}
         if len(masks) > 1:
             out["noise_hu (background)"] = M.noise_std(img, masks[1])
@@ -217,7 +232,7 @@ class MetricsWidget(Container):
         r = r[None] if r.ndim == 2 else r[first:first + img.shape[0]]
         self._say(f"Measuring {img.shape[0]} slices ...")
         worker = create_worker(_volume_job, img, r, _start_thread=False,
-                               _connect={"returned": lambda res: self._volume_done(image, first, res),
+                               _connect={"returned": lambda res: self._volume_done(image, ref, first, res),
                                          "errored": lambda exc: self._say(f"Failed: {exc}"),
                                          "finished": self._finished})
         self._worker = worker
@@ -227,8 +242,8 @@ class MetricsWidget(Container):
     def _finished(self) -> None:
         self._worker = None
 
-    def _volume_done(self, image, first: int, per_slice: list[dict]) -> None:
-        self.results = {}
+    def _volume_done(self, image, ref, first: int, per_slice: list[dict]) -> None:
+        self.results = {"layers": {"image": image.name, "reference": ref.name}}
         self._run_info(image)
         summary = {}
         for key in _IMAGE_KEYS:
@@ -267,7 +282,8 @@ class MetricsWidget(Container):
             self._say("Both Points layers need 3D points.")
             return {}
         d_ab, d_ba = _nearest_distances_mm(a, b)
-        out = {"chamfer_mm": float(d_ab.mean() + d_ba.mean()), "mean_distance_mm (cloud -> ref)": float(d_ab.mean())}
+        out = {"cloud": pred.name, "reference cloud": ref.name,
+               "chamfer_mm": float(d_ab.mean() + d_ba.mean()), "mean_distance_mm (cloud -> ref)": float(d_ab.mean())}
         info = pred.metadata.get("pointcloud", {})
         source = next((layer for layer in self._viewer.layers if layer.name == info.get("source")), None)
         if "slice" in info and source is not None and not ct_layer_problem(source, need_volume=True):

@@ -16,7 +16,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
 from ..dose import DOSE_LEVELS
 from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices, layer_volume,
-                      notify_error)
+                      notify_error, off_slice_problem)
 
 if TYPE_CHECKING:
     import napari
@@ -67,7 +67,15 @@ class PointCloudWidget(Container):
         return self._worker is not None
 
     def problem(self) -> str:
-        return ct_layer_problem(self.layer_box.value, need_volume=True)
+        from ..models.joint import INPUT_SIZE
+
+        layer = self.layer_box.value
+        issue = ct_layer_problem(layer, need_volume=True)
+        if not issue and min(layer.data.shape[-2:]) < INPUT_SIZE:
+            rows, cols = layer.data.shape[-2:]
+            issue = (f"'{layer.name}' has {rows} x {cols} pixel slices; the point models need at least "
+                     f"{INPUT_SIZE} x {INPUT_SIZE}.")
+        return issue
 
     def _refresh(self, *_):
         issue = self.problem()
@@ -87,6 +95,10 @@ class PointCloudWidget(Container):
             self.status.value = issue
             return None
         layer = self.layer_box.value
+        off = off_slice_problem(self._viewer, layer)
+        if off:
+            self.status.value = off
+            return None
         volume = layer_volume(layer)
         k = current_slice(self._viewer, layer)
         model = self.model_box.value
@@ -169,5 +181,5 @@ def _predict_job(volume, k: int, dose: float, model: str, with_reference: bool):
         try:
             reference = reference_point_cloud(volume, k, 10000)
         except ValueError as exc:  # e.g. a slice too near the end for a full slab
-            note = f"No reference cloud: {exc}"
+            note = f"No reference cloud, and part of the predicted slab may lie outside the scan: {exc}"
     return pred, reference, seconds, select_device("auto"), note
