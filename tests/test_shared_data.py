@@ -210,3 +210,15 @@ def test_torso_nifti_direction_is_kept(shared_data):
     assert volume.origin == pytest.approx(image.GetOrigin()[::-1])
     assert not volume.is_axis_aligned  # this file is stored flipped: layers get an affine
     assert "affine" in volume.layer_kwargs()
+
+
+def test_lossy_files_and_implausible_hu_are_noted(shared_data):
+    # the lossy multi-frame JPEG baseline file says rescale intercept -1024 over pixels from 1010
+    # on: air comes out near -14 HU (SimpleITK reads the same). It loads, with both notes.
+    odd = nj.load_ct(shared_data / MF / "CT0012.fragmented_no_bot_jpeg_baseline.51.dcm")
+    assert any("lossy" in n for n in odd.notes)
+    assert any("no voxel below -500 HU" in n for n in odd.notes)
+    lossy = nj.load_ct(shared_data / TS / "CTImage.dcm_JPEGProcess1TransferSyntax_1.2.840.10008.1.2.4.50.dcm")
+    assert any("lossy" in n for n in lossy.notes) and not any("-500 HU" in n for n in lossy.notes)
+    plain = nj.load_ct(shared_data / TS / "CTImage.dcm")
+    assert not any("lossy" in n or "-500 HU" in n for n in plain.notes)

@@ -588,6 +588,11 @@ def read_dicom(paths: str | os.PathLike | Iterable[str | os.PathLike], *, series
             f"{len(others) + 1} series found; loaded {which} ({len(chosen.frames)} slices), "
             "others: " + "; ".join(o.label() for o in others)
         )
+    if any(str(f.dataset.get("LossyImageCompression", "")) == "01" for f in chosen.frames):
+        notes.append("lossy compressed pixels (LossyImageCompression 01): HU are approximate")
+    if str(ds.get("Modality", "CT")) == "CT" and hu.size and float(hu.min()) > -500:
+        notes.append(f"no voxel below -500 HU (lowest {float(hu.min()):.0f}): a CT normally shows air, so "
+                     "check the rescale slope and intercept of these files")
     meta = {kw: str(ds.get(kw)) for kw in _PATIENT_STUDY_KEYWORDS if ds.get(kw) not in (None, "")}
     return CTVolume(
         hu=hu,
