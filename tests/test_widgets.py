@@ -410,17 +410,22 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     viewer.dims.set_point(0, float(ct.data_to_world((70, 0, 0))[0]))
     widget = _dock(viewer, "3D point cloud")
     widget.distance_check.value = False
+    step = viewer.dims.range[0].step
     _run_and_wait(qtbot, widget)
     assert viewer.dims.ndisplay == 3
-    pred = viewer.layers[-1]
-    ref = viewer.layers[-2]
-    assert pred._type_string == "points" and len(pred.data) == 1000 and len(ref.data) == 10000
+    pred_layer, ref_layer = viewer.layers[-1], viewer.layers[-2]
+    # the z slider keeps the slice spacing as its step (slider positions stay slices)
+    assert step == pytest.approx(2.0) and viewer.dims.range[0].step == pytest.approx(step)
+    from napari_jointrecon.widgets._common import layer_points_world
+
+    pred, ref = layer_points_world(pred_layer), layer_points_world(ref_layer)
+    assert pred_layer._type_string == "points" and len(pred) == 1000 and len(ref) == 10000
     assert widget.model_box.value == "joint_occ"  # preselected: the most accurate one
     expected = nj.predict_point_cloud(low, slice_index=70, dose=0.25, model="joint_occ").points
-    np.testing.assert_allclose(pred.data, expected, atol=1e-4)
+    np.testing.assert_allclose(pred, expected, atol=1e-4)
     assert "Chamfer" in widget.status.value
     # the points sit on the anatomy: near the reference surface, in world mm
-    d = np.linalg.norm(pred.data[:, None, :] - ref.data[None, ::10, :], axis=2).min(axis=1)
+    d = np.linalg.norm(pred[:, None, :] - ref[None, ::10, :], axis=2).min(axis=1)
     assert np.median(d) < 10
     QApplication.processEvents()
     qtbot.wait(100)
@@ -440,7 +445,7 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     from napari_jointrecon.pointcloud import point_metrics, slab_frame
 
     frame = slab_frame(low, 70)
-    api = point_metrics(frame.world_to_normalised(pred.data, low), frame.world_to_normalised(ref.data, low), frame)
+    api = point_metrics(frame.world_to_normalised(pred, low), frame.world_to_normalised(ref, low), frame)
     assert out["chamfer (normalised)"] == pytest.approx(api["chamfer"], rel=1e-4)
     assert out["F-score @5%"] == pytest.approx(api["f5"], rel=1e-4)
 

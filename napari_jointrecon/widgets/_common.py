@@ -8,7 +8,7 @@ from .._writer import layer_to_volume
 from ..volume import CTVolume
 
 __all__ = ["layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
-           "result_layer_kwargs",
+           "layer_points_world", "result_layer_kwargs",
            "connect_layer_events", "notify_error"]
 
 
@@ -67,6 +67,14 @@ def off_slice_problem(viewer, layer, *, first: int = 0) -> str:
         return ""
     return (f"The displayed slice is outside '{layer.name}' (volume slices {first}-"
             f"{first + layer.data.shape[0] - 1}): move the slider onto it.")
+
+
+def layer_points_world(layer) -> np.ndarray:
+    """A Points layer's points in world millimetres (through its scale, translate and affine)."""
+    data = np.asarray(layer.data, dtype=np.float64)
+    if len(data) == 0:
+        return data.reshape(0, layer.ndim)
+    return np.asarray(layer._data_to_world(data), dtype=np.float64)
 
 
 def result_layer_kwargs(source, *, name: str, first_slice: int = 0, metadata: dict | None = None) -> dict:

@@ -22,8 +22,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Table
 
 from .. import metrics as M
-from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices, layer_volume,
-                      off_slice_problem)
+from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices,
+                      layer_points_world, layer_volume, off_slice_problem)
 
 if TYPE_CHECKING:
     import napari
@@ -276,8 +276,7 @@ class MetricsWidget(Container):
         if pred is None or ref is None or pred is ref:
             self._say("Choose two different Points layers (a prediction and a reference).")
             return {}
-        a = np.asarray(pred.data, dtype=np.float64)
-        b = np.asarray(ref.data, dtype=np.float64)
+        a, b = layer_points_world(pred), layer_points_world(ref)
         if len(a) == 0 or len(b) == 0 or a.shape[1] != 3 or b.shape[1] != 3:
             self._say("Both Points layers need 3D points.")
             return {}

@@ -1,8 +1,10 @@
 """3D point cloud dock widget: run the joint model on the current slice and show the cloud in 3D.
 
 The prediction (:func:`napari_jointrecon.predict_point_cloud`) is in world millimetres, the frame
-napari draws the CT layer in (scale/translate/affine), so the Points layer needs no transform of
-its own. Optionally the reference cloud (the -500 HU surface of the volume around the slice) is
+napari draws the CT layer in (scale/translate/affine). The Points layers get the CT layer's scale
+(and their data divided by it), so that napari's z slider keeps the CT's slice spacing as its step
+(a layer with scale 1 would make it 1 mm, and slider positions would no longer be slices); use
+:func:`._common.layer_points_world` to read them back in millimetres. Optionally the reference cloud (the -500 HU surface of the volume around the slice) is
 added too, and the prediction is coloured by each point's distance to it.
 """
 
@@ -121,6 +123,7 @@ class PointCloudWidget(Container):
     def _show_layers(self, layer, k: int, model: str, result):
         pred, reference, seconds, device, note = result
         name = f"{layer.name} · {model} cloud, slice {k}"
+        scale = np.abs(np.asarray(layer.scale, dtype=float))
         features, colour = None, {"face_color": "#ffb000"}
         meta = {"pointcloud": {"model": model, "slice": k, "source": layer.name,
                                "seconds": seconds, "device": device}}
@@ -129,7 +132,8 @@ class PointCloudWidget(Container):
 
             d_pred, d_ref = _nearest_distances_mm(pred.points, reference)
             meta["pointcloud"].update(chamfer_mm=float(d_pred.mean() + d_ref.mean()))
-            self._viewer.add_points(reference, name=f"{layer.name} · reference, slice {k}", size=1.2,
+            self._viewer.add_points(reference / scale, scale=tuple(scale),
+                                    name=f"{layer.name} · reference, slice {k}", size=1.2,
                                     face_color="#3fa9f5", border_width=0, opacity=0.6,
                                     metadata={"pointcloud": {"reference": True, "slice": k, "source": layer.name}})
             if self.distance_check.value:
@@ -138,7 +142,7 @@ class PointCloudWidget(Container):
                           "face_contrast_limits": (0.0, max(float(np.percentile(d_pred, 98)), 1.0))}
         # larger than the reference's points and drawn on top (no depth test): an accurate cloud
         # lies on the body surface, where the CT plane and the dense reference would hide it
-        points = self._viewer.add_points(pred.points, name=name, size=4.0, border_width=0,
+        points = self._viewer.add_points(pred.points / scale, scale=tuple(scale), name=name, size=4.0, border_width=0,
                                          blending="translucent_no_depth", features=features,
                                          metadata=meta, **colour)
         self._viewer.dims.ndisplay = 3
