@@ -139,13 +139,23 @@ def _cmd_train_joint(args) -> int:
     return 0
 
 
+def _point_cloud_path(path: str | Path, *, overwrite: bool = False) -> Path:
+    """``path`` if a point cloud can be written there (checked before any work is done)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".ply"):
+        raise ValueError(f"{path}: write a point cloud as .csv or .ply")
+    if path.exists() and not overwrite:
+        raise CTWriteError(f"{path} exists (use --overwrite)")
+    if not path.parent.is_dir():
+        raise CTWriteError(f"{path}: the folder {path.parent} does not exist")
+    return path
+
+
 def write_point_cloud(points, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write (N, 3) z y x millimetres as ``.csv`` (z_mm,y_mm,x_mm) or ASCII ``.ply`` (x y z)."""
     import numpy as np
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise CTWriteError(f"{path} exists (use --overwrite)")
+    path = _point_cloud_path(path, overwrite=overwrite)
     pts = np.asarray(points, dtype=np.float64)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -166,6 +176,9 @@ def _cmd_pointcloud(args) -> int:
     from .joint import predict_point_cloud
     from .pointcloud import reference_point_cloud
 
+    _point_cloud_path(args.output, overwrite=args.overwrite)
+    if args.points < 1:
+        raise ValueError(f"--points must be at least 1, got {args.points}")
     ct = load_ct(args.input, series=args.series)
     k = ct.shape[0] // 2 if args.slice is None else args.slice
     if args.reference:
@@ -263,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True, help="a .ply or .csv file")
     p.add_argument("--slice", type=int, help="slice index (default: the middle)")
-    p.add_argument("--dose", type=float, default=100, help="percent (25) or fraction (0.25)")
+    p.add_argument("--dose", type=float, default=100,
+                   help="percent (25) or fraction (0.25); 1 and below are fractions (1 = full dose)")
     p.add_argument("--model", default="joint", choices=list(POINT_MODELS))
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--series")

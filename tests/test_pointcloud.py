@@ -317,6 +317,10 @@ def test_cli_writes_ply_and_csv(tmp_path, chest_dir):
     assert data.shape == (3000, 3)
     assert cli_main(["pointcloud", str(chest_dir), "--slice", "70", "-o", str(csv)]) == 2  # exists
     assert cli_main(["pointcloud", str(chest_dir), "-o", str(tmp_path / "x.txt")]) == 2
+    assert cli_main(["pointcloud", str(chest_dir), "-o", str(tmp_path / "missing" / "p.ply")]) == 2
+    assert cli_main(["pointcloud", str(chest_dir), "--reference", "--points", "0",
+                     "-o", str(tmp_path / "none.csv")]) == 2
+    assert not (tmp_path / "none.csv").exists()
 
 
 def _tiny_joint_data():
