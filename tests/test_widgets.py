@@ -337,6 +337,37 @@ def test_difference_layer_is_after_minus_before(before_after):
     assert diff.visible and not ct.visible and not after.visible
 
 
+def test_compare_with_a_slab_result_and_other_layers(make_napari_viewer):
+    from napari_jointrecon.widgets._common import result_layer_kwargs
+
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    slab = viewer.add_image(nj.denoise(np.asarray(ct.data[18:23]), model="tv", dose=0.25),
+                            **result_layer_kwargs(ct, name="slab", first_slice=18,
+                                                  metadata={"denoise": {"first_slice": 18}}))
+    points = viewer.add_points(np.array([[40.0, 60.0, 60.0]]), name="marks")
+    widget = _dock(viewer, "Compare before/after")
+    widget.before_box.value, widget.after_box.value = ct, slab
+    # side by side: the points would get a grid cell of their own, so they are hidden meanwhile
+    widget.mode_box.value = "side"
+    assert widget.apply() == "side" and not points.visible
+    widget.mode_box.value = "blend"
+    assert points.visible
+    # difference: the slab against the slices of 'before' it was made from, in place
+    widget.mode_box.value = "difference"
+    diff = viewer.layers[-1]
+    np.testing.assert_allclose(diff.data, np.asarray(slab.data) - np.asarray(ct.data[18:23]), atol=1e-4)
+    np.testing.assert_allclose(diff.data_to_world((0, 5, 5)), ct.data_to_world((18, 5, 5)))
+    # swipe off the slab: nothing to cut there, and the status says so
+    viewer.dims.set_point(0, float(ct.data_to_world((30, 0, 0))[0]))
+    widget.mode_box.value = "swipe"
+    swipe = next(layer for layer in viewer.layers if layer.name.startswith("swipe"))
+    assert not swipe.visible and "outside 'slab'" in widget.status.value
+    viewer.dims.set_point(0, float(ct.data_to_world((20, 0, 0))[0]))
+    assert swipe.visible and "Swipe:" in widget.status.value
+    np.testing.assert_array_equal(swipe.data[0], np.asarray(slab.data[2])[:, :swipe.data.shape[-1]])
+
+
 def test_compare_refuses_a_single_layer(make_napari_viewer):
     viewer = make_napari_viewer()
     _sample(viewer)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton
 
-from ._common import connect_layer_events, ct_layer_problem, current_slice, layer_choices
+from ._common import connect_layer_events, ct_layer_problem, current_slice, layer_choices, off_slice_problem
 
 if TYPE_CHECKING:
     import napari
@@ -42,6 +42,7 @@ class CompareWidget(Container):
         self._linked: tuple = ()
         self._swipe_layer = None
         self._diff_layer = None
+        self._grid_hidden: list = []  # non-image layers hidden while side by side (each would get a cell)
         self.swipe_times: list[float] = []
         self.before_box = ComboBox(label="Before", choices=self._choices, nullable=True)
         self.after_box = ComboBox(label="After", choices=self._choices, nullable=True)
@@ -111,6 +112,17 @@ class CompareWidget(Container):
         for layer in viewer.layers:
             if layer._type_string == "image" and layer not in (before, after, self._diff_layer):
                 layer.visible = False
+        if mode == "side":
+            # napari's grid gives every layer a cell of its own: points or ROIs would get theirs
+            for layer in viewer.layers:
+                if layer._type_string != "image" and layer.visible:
+                    layer.visible = False
+                    self._grid_hidden.append(layer)
+        else:
+            for layer in self._grid_hidden:
+                if layer in viewer.layers:
+                    layer.visible = True
+            self._grid_hidden = []
         before.visible, after.visible = True, True
         after.opacity = 1.0
         if self._diff_layer is not None and self._diff_layer in viewer.layers:
@@ -121,12 +133,12 @@ class CompareWidget(Container):
         elif mode == "blend":
             self._order(before, after)
             after.opacity = float(self.slider.value)
-            self._say("Blend: slide from before (0) to after (1), or toggle.")
+            self._say(self._off_after(after) or "Blend: slide from before (0) to after (1), or toggle.")
         elif mode == "swipe":
             self._order(before, after)
             after.visible = False
             self._update_swipe()
-            self._say("Swipe: after on the left of the curtain, before on the right.")
+            self._say(self._off_after(after) or "Swipe: after on the left of the curtain, before on the right.")
         elif mode == "difference":
             self._show_difference(before, after)
         return mode
@@ -168,9 +180,33 @@ class CompareWidget(Container):
         elif mode == "swipe":
             self._update_swipe()
 
+    def _off_after(self, after) -> str:
+        """A note when 'after' (a slab result) has no slice where the viewer is ('' otherwise)."""
+        off = off_slice_problem(self._viewer, after, first=self._first_slice(after))
+        return off.replace("move the slider onto it", "only 'before' is shown here") if off else ""
+
+    @staticmethod
+    def _first_slice(layer) -> int:
+        return int(layer.metadata.get("denoise", {}).get("first_slice", 0)) if layer.ndim == 3 else 0
+
+    @staticmethod
+    def _offset(before, after) -> int:
+        """The slice of 'before' where slice 0 of 'after' lies (by their geometry)."""
+        return int(round(float(before.world_to_data(after.data_to_world((0.0, 0.0, 0.0)))[0])))
+
     def _slice_moved(self, *_) -> None:
-        if self.mode_box.value == "swipe" and self._swipe_layer is not None:
+        mode = self.mode_box.value
+        if mode == "swipe" and self._swipe_layer is not None:
             self._update_swipe()
+        if mode in ("blend", "swipe"):
+            pair = self._pair()
+            if pair is not None:
+                off = self._off_after(pair[1])
+                if off:
+                    self._say(off)
+                elif "outside" in self.status.value:
+                    self._say("Blend: slide from before (0) to after (1), or toggle." if mode == "blend"
+                              else "Swipe: after on the left of the curtain, before on the right.")
 
     # swipe ------------------------------------------------------------------------------------
     def _remove_swipe(self) -> None:
@@ -186,6 +222,7 @@ class CompareWidget(Container):
             return
         before, after = pair
         k = current_slice(self._viewer, after) if after.ndim == 3 else 0
+        shown = not (after.ndim == 3 and off_slice_problem(self._viewer, after))
         plane = np.asarray(after.data[k]) if after.ndim == 3 else np.asarray(after.data)
         cut = max(1, int(round(float(self.slider.value) * plane.shape[-1])))
         part = plane[None, :, :cut] if after.ndim == 3 else plane[:, :cut]
@@ -204,6 +241,7 @@ class CompareWidget(Container):
             layer.translate = tuple(translate)
             layer.data = part
             layer.contrast_limits = tuple(before.contrast_limits)
+        layer.visible = shown  # off a slab result's slices there is nothing to cut
         self.swipe_times.append(time.perf_counter() - t0)
 
     def _swipe_window(self, *_) -> None:
@@ -213,11 +251,18 @@ class CompareWidget(Container):
 
     # difference -------------------------------------------------------------------------------
     def _show_difference(self, before, after) -> None:
-        if before.data.shape != after.data.shape:
-            self._say(f"Shapes differ ({before.data.shape} vs {after.data.shape}): denoise the whole "
-                      "volume to see a difference layer.")
+        first = self._offset(before, after) if after.ndim == 3 else 0
+        n = after.data.shape[0] if after.ndim == 3 else 1
+        if after.ndim == 3 and before.data.shape[1:] == after.data.shape[1:] and 0 <= first \
+                and first + n <= before.data.shape[0]:
+            base = np.asarray(before.data[first:first + n], dtype=np.float32)  # a slab: its own slices
+        elif before.data.shape == after.data.shape:
+            base = np.asarray(before.data, dtype=np.float32)
+        else:
+            self._say(f"Shapes differ ({before.data.shape} vs {after.data.shape}) and 'after' is not a "
+                      "slab of 'before': no difference layer.")
             return
-        diff = np.asarray(after.data, dtype=np.float32) - np.asarray(before.data, dtype=np.float32)
+        diff = np.asarray(after.data, dtype=np.float32) - base
         name = f"{after.name} − {before.name}"
         if self._diff_layer is not None and self._diff_layer in self._viewer.layers:
             self._viewer.layers.remove(self._diff_layer)
