@@ -248,7 +248,10 @@ def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int
     y, x of :class:`SlabFrame` for a ``rows`` x ``cols`` image. As for the reference surface, only
     the largest connected region above 0.5 is kept. ``pool_factor * n`` points are drawn by area
     (measured in mm with ``half_extent_mm``, :attr:`SlabFrame.half_extent_mm`; default a 16 mm
-    slab and a 500 mm field of view) and thinned to ``n`` by :func:`spread_points`.
+    slab and a 500 mm field of view) and thinned to ``n`` by :func:`spread_points` in the normalised
+    frame, the frame the Chamfer distance is measured in: there z is stretched about 31 times
+    against y and x (8 mm against 250 mm per unit), so in millimetres the points lie closer together
+    along z than across.
     """
     from skimage.measure import marching_cubes
 
