@@ -66,8 +66,8 @@ def test_denoise_widget_adds_the_api_result_in_place(make_napari_viewer, qtbot):
     assert "Added" in widget.status.value
 
 
-def test_denoise_slab_lands_on_its_slices(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
+def _denoise_slab(viewer, qtbot):
+    """The sample denoised (tv) on the slab of slices 18-22 with the Denoise widget."""
     ct = _sample(viewer)
     widget = _dock(viewer, "Denoise")
     viewer.dims.set_point(0, float(ct.data_to_world((20, 0, 0))[0]))
@@ -75,7 +75,11 @@ def test_denoise_slab_lands_on_its_slices(make_napari_viewer, qtbot):
     widget.slab_spin.value = 2
     widget.model_box.value = "tv"
     _run_and_wait(qtbot, widget)
-    out = viewer.layers[-1]
+    return ct, widget, viewer.layers[-1]
+
+
+def test_denoise_slab_lands_on_its_slices(make_napari_viewer, qtbot):
+    ct, _, out = _denoise_slab(make_napari_viewer(), qtbot)
     assert out.data.shape == (5, 128, 128)
     # slice 0 of the result is drawn where slice 18 of the input is
     np.testing.assert_allclose(out.data_to_world((0, 10, 10)), ct.data_to_world((18, 10, 10)))
@@ -86,14 +90,7 @@ def test_denoise_slab_lands_on_its_slices(make_napari_viewer, qtbot):
 def test_slab_results_refuse_slices_they_do_not_have_and_take_rois_from_the_volume(make_napari_viewer, qtbot,
                                                                                    tmp_path):
     viewer = make_napari_viewer()
-    ct = _sample(viewer)
-    widget = _dock(viewer, "Denoise")
-    viewer.dims.set_point(0, float(ct.data_to_world((20, 0, 0))[0]))
-    widget.scope_box.value = "slab"
-    widget.slab_spin.value = 2
-    widget.model_box.value = "tv"
-    _run_and_wait(qtbot, widget)
-    slab = viewer.layers[-1]  # volume slices 18-22
+    ct, widget, slab = _denoise_slab(viewer, qtbot)  # volume slices 18-22
     n_layers = len(viewer.layers)
     # on slice 30 the slab has nothing to show: denoising or a point cloud of it is refused, not
     # silently done on its last slice
