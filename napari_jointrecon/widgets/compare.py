@@ -133,12 +133,12 @@ class CompareWidget(Container):
         elif mode == "blend":
             self._order(before, after)
             after.opacity = float(self.slider.value)
-            self._say(self._off_after(after) or "Blend: slide from before (0) to after (1), or toggle.")
+            self._say(self._off_after(before, after) or "Blend: slide from before (0) to after (1), or toggle.")
         elif mode == "swipe":
             self._order(before, after)
             after.visible = False
             self._update_swipe()
-            self._say(self._off_after(after) or "Swipe: after on the left of the curtain, before on the right.")
+            self._say(self._off_after(before, after) or "Swipe: after on the left of the curtain, before on the right.")
         elif mode == "difference":
             self._show_difference(before, after)
         return mode
@@ -180,14 +180,11 @@ class CompareWidget(Container):
         elif mode == "swipe":
             self._update_swipe()
 
-    def _off_after(self, after) -> str:
+    def _off_after(self, before, after) -> str:
         """A note when 'after' (a slab result) has no slice where the viewer is ('' otherwise)."""
-        off = off_slice_problem(self._viewer, after, first=self._first_slice(after))
+        first = self._offset(before, after) if after.ndim == 3 else 0
+        off = off_slice_problem(self._viewer, after, first=first)
         return off.replace("move the slider onto it", "only 'before' is shown here") if off else ""
-
-    @staticmethod
-    def _first_slice(layer) -> int:
-        return int(layer.metadata.get("denoise", {}).get("first_slice", 0)) if layer.ndim == 3 else 0
 
     @staticmethod
     def _offset(before, after) -> int:
@@ -201,7 +198,7 @@ class CompareWidget(Container):
         if mode in ("blend", "swipe"):
             pair = self._pair()
             if pair is not None:
-                off = self._off_after(pair[1])
+                off = self._off_after(*pair)
                 if off:
                     self._say(off)
                 elif "outside" in self.status.value:

@@ -193,10 +193,11 @@ class MetricsWidget(Container):
         shapes = self.roi_box.value
         if shapes is None or len(shapes.data) == 0:
             return []
-        data = [np.asarray(image._data_to_world.inverse(shapes._data_to_world(np.asarray(v, dtype=float))))
-                for v in shapes.data]
-        if image.ndim == 2:
-            data = [v[:, -2:] for v in data]
+        if shapes.ndim < image.ndim:
+            return []  # 2D regions say nothing about where along z they are
+        world = [np.asarray(shapes._data_to_world(np.asarray(v, dtype=float)))[:, -image.ndim:]
+                 for v in shapes.data]
+        data = [np.asarray(image._data_to_world.inverse(w)) for w in world]
         moved = Shapes(data, shape_type=list(shapes.shape_type), ndim=image.ndim)
         return list(moved.to_masks(mask_shape=image.data.shape))
 
