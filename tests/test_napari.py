@@ -431,6 +431,9 @@ def test_load_widget_scans_and_loads_a_chosen_series(make_napari_viewer, qtbot, 
     _assert_layer_places_volume(layer, volume)
     assert widget.status.value.startswith("Loaded 2 x 512 x 512")
     assert tuple(layer.contrast_limits) == pytest.approx(window_limits("soft_tissue"))
+    # napari's own contrast slider reaches the other windows too (not only the soft-tissue one)
+    lo, hi = layer.contrast_limits_range
+    assert lo <= -1024 and hi >= 3071
 
     widget.window_box.value = "lung"
     assert tuple(layer.contrast_limits) == pytest.approx(window_limits("lung")) == (-1350.0, 150.0)

@@ -81,6 +81,7 @@ def _denoise_slab(viewer, qtbot):
 def test_denoise_slab_lands_on_its_slices(make_napari_viewer, qtbot):
     ct, _, out = _denoise_slab(make_napari_viewer(), qtbot)
     assert out.data.shape == (5, 128, 128)
+    assert out.contrast_limits_range[0] <= -1024 and out.contrast_limits_range[1] >= 3071
     # slice 0 of the result is drawn where slice 18 of the input is
     np.testing.assert_allclose(out.data_to_world((0, 10, 10)), ct.data_to_world((18, 10, 10)))
     np.testing.assert_allclose(out.data, nj.denoise(np.asarray(ct.data[18:23]), model="tv", dose=0.25),

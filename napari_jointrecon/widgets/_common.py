@@ -8,7 +8,7 @@ from .._writer import layer_to_volume
 from ..volume import CTVolume
 
 __all__ = ["layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
-           "layer_points_world", "result_layer_kwargs",
+           "layer_points_world", "result_layer_kwargs", "widen_contrast_range",
            "connect_layer_events", "notify_error"]
 
 
@@ -75,6 +75,17 @@ def layer_points_world(layer) -> np.ndarray:
     if len(data) == 0:
         return data.reshape(0, layer.ndim)
     return np.asarray(layer._data_to_world(data), dtype=np.float64)
+
+
+#: The contrast slider's range for CT layers: a 12-bit scanner's HU (napari would take the window).
+CT_CONTRAST_RANGE = (-1024.0, 3071.0)
+
+
+def widen_contrast_range(layer) -> None:
+    """Let napari's contrast slider reach every CT window: a layer made with ``contrast_limits``
+    gets them as its slider range too, so a soft-tissue layer could not be set to a lung window."""
+    lo, hi = (float(v) for v in layer.contrast_limits)
+    layer.contrast_limits_range = (min(lo, CT_CONTRAST_RANGE[0]), max(hi, CT_CONTRAST_RANGE[1]))
 
 
 def result_layer_kwargs(source, *, name: str, first_slice: int = 0, metadata: dict | None = None) -> dict:

@@ -15,7 +15,8 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, 
 
 from ..dose import DOSE_LEVELS
 from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices,
-                      layer_volume, notify_error, off_slice_problem, result_layer_kwargs)
+                      layer_volume, notify_error, off_slice_problem, result_layer_kwargs,
+                      widen_contrast_range)
 
 if TYPE_CHECKING:
     import napari
@@ -238,7 +239,7 @@ class DenoiseWidget(Container):
         if layer.ndim == 3 and hu.ndim == 2:
             hu = hu[None]
         try:
-            self._viewer.add_image(hu, **kwargs)
+            widen_contrast_range(self._viewer.add_image(hu, **kwargs))
         except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
             self._on_error(exc)
             return

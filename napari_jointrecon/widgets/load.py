@@ -11,6 +11,7 @@ from ..errors import CTReadError
 from ..io import load_ct, scan_series
 from ..volume import CTVolume, SeriesInfo
 from ..windows import WINDOW_PRESETS, window_limits
+from ._common import widen_contrast_range
 
 if TYPE_CHECKING:
     import napari
@@ -117,7 +118,7 @@ class LoadWidget(Container):
 
     def _add_volume(self, volume: CTVolume) -> None:
         kwargs = volume.layer_kwargs(window=self.window_box.value)
-        self._viewer.add_image(volume.hu, **kwargs)
+        widen_contrast_range(self._viewer.add_image(volume.hu, **kwargs))
         text = f"Loaded {volume.shape[0]} x {volume.shape[1]} x {volume.shape[2]}"
         if volume.notes:
             text += ". " + " ".join(volume.notes[-3:])
