@@ -173,6 +173,13 @@ class CTVolume:
         )
 
     # napari -----------------------------------------------------------------------------------
+    def _source_name(self) -> str:
+        """The file or folder name the volume came from (a layer name when there is no description)."""
+        import os
+
+        base = os.path.basename(str(self.source).rstrip("/\\")) if self.source else ""
+        return "" if not base or base[0].isdigit() and base.endswith("files") else base
+
     def layer_kwargs(self, *, window: str = "soft_tissue", name: str | None = None) -> dict:
         """Keyword arguments for ``viewer.add_image`` that place the volume in millimetres.
 
@@ -180,7 +187,7 @@ class CTVolume:
         an ``affine`` holding its rotation and origin.
         """
         kwargs: dict[str, Any] = {
-            "name": name or self.series_description or "CT",
+            "name": name or self.series_description or self._source_name() or "CT",
             "scale": self.spacing,
             "colormap": "gray",
             "contrast_limits": window_limits(window),

@@ -448,6 +448,11 @@ def test_load_widget_offers_every_series(make_napari_viewer, edge_dir):
     widget.folder_edit.value = edge_dir
     series = widget.scan()
     assert list(widget.series_box.choices) == [s.key for s in series]
+    # series that read alike (several files of one UID) can still be told apart by their text
+    box = widget.series_box.native
+    texts = [box.itemText(i).split(". ", 1)[1] for i in range(box.count())]
+    assert len(set(texts)) == len(texts)
+    assert len({s.label() for s in series}) < len(series)  # the bare labels do collide here
 
 
 def test_load_widget_status_names_the_chosen_series(make_napari_viewer, qtbot, edge_dir):

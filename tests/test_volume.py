@@ -56,3 +56,11 @@ def test_window_presets_table():
     assert window_limits("Soft tissue") == window_limits("soft_tissue")
     with pytest.raises(KeyError, match="known"):
         window_limits("liver-ish")
+
+
+def test_layer_name_is_the_description_else_the_source_name():
+    hu = np.zeros((2, 3, 4))
+    assert CTVolume(hu, series_description="Thorax 2mm", source="/d/chest").layer_kwargs()["name"] == "Thorax 2mm"
+    assert CTVolume(hu, source="/data/chest-ct-dicom/").layer_kwargs()["name"] == "chest-ct-dicom"
+    assert CTVolume(hu, source="3 files").layer_kwargs()["name"] == "CT"
+    assert CTVolume(hu).layer_kwargs(name="mine")["name"] == "mine"

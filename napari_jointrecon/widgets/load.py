@@ -90,7 +90,12 @@ class LoadWidget(Container):
             self._say(str(exc))
             return []
         # numbered labels: magicgui keeps one entry per label, and series can look alike
-        self.series_box.choices = [(f"{i + 1}. {s.label()}", s.key) for i, s in enumerate(self._series)]
+        labels = [s.label() for s in self._series]
+        # series that read alike are told apart by the end of their key (UID, and #n for the parts
+        # of one UID that do not stack together)
+        labels = [f"{text} · …{s.key[-12:]}" if labels.count(text) > 1 else text
+                  for text, s in zip(labels, self._series)]
+        self.series_box.choices = [(f"{i + 1}. {text}", s.key) for i, (text, s) in enumerate(zip(labels, self._series))]
         self._say(f"{len(self._series)} series found.")
         return self._series
 
