@@ -34,6 +34,7 @@ from .volume import CTVolume
 __all__ = [
     "estimate_dose",
     "simulate_low_dose",
+    "iter_simulate_low_dose",
     "insertion_noise_basis",
     "combine_insertion_noise",
     "ParallelBeamProjector",
@@ -290,6 +291,22 @@ def simulate_low_dose(
     ValueError
         For a dose outside (0, 1], non-finite voxels, or an array that is not 2D or 3D.
     """
+    gen = iter_simulate_low_dose(ct_or_hu, dose, seed=seed, spacing=spacing, method=method, model=model,
+                                 device=device, batch=batch)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def iter_simulate_low_dose(ct_or_hu, dose: float, *, seed: int = 0, spacing=None, method: str | None = None,
+                           model: DoseModel = DEFAULT_DOSE_MODEL, device: str = "cpu", batch: int = 4,
+                           first_index: int = 0):
+    """:func:`simulate_low_dose` as a generator: yields ``(slices done, total)`` after each batch and
+    returns the result (``StopIteration.value``), for progress bars and cancelling between batches.
+    The arguments are checked before the first batch. ``first_index``: the volume index of the
+    first slice given, so that slices simulated apart get the noise they get in the whole volume."""
     dose = float(dose)
     if not (0.0 < dose <= 1.0) or not math.isfinite(dose):
         raise ValueError(f"dose must be a fraction in (0, 1] (0.25 for 25 %), got {dose}")
@@ -309,25 +326,29 @@ def simulate_low_dose(
     pixel_mm = float(np.sqrt(pixel[0] * pixel[1]))
 
     out = np.array(hu, dtype=np.float32, copy=True)
+    total = hu.shape[0]
+    yield 0, total
     if method == "insert":
         if dose < 1.0:
             for k0 in range(0, hu.shape[0], batch):
-                n1, n2 = insertion_noise_basis(hu[k0:k0 + batch], pixel_mm, seed=seed, first_index=k0,
-                                               model=model, device=device)
+                n1, n2 = insertion_noise_basis(hu[k0:k0 + batch], pixel_mm, seed=seed,
+                                               first_index=first_index + k0, model=model, device=device)
                 out[k0:k0 + batch] += combine_insertion_noise(n1, n2, dose)
+                yield min(k0 + batch, total), total
     else:
         proj = _projector(tuple(hu.shape[-2:]), model.n_views, str(device))
         for k0 in range(0, hu.shape[0], batch):
             p = _line_integrals(_mu(hu[k0:k0 + batch], device), pixel_mm, model.n_views, str(device))
-            noise = _normal(p.shape, seed, k0, 0, device)
+            noise = _normal(p.shape, seed, first_index + k0, 0, device)
             counts = torch.stack([
-                torch.as_tensor(np.random.default_rng([seed, k0 + i, 2]).poisson(
+                torch.as_tensor(np.random.default_rng([seed, first_index + k0 + i, 2]).poisson(
                     (dose * model.i0 * torch.exp(-p[i])).cpu().numpy().astype(np.float64)
                 ).astype(np.float32), device=device)
                 for i in range(p.shape[0])
             ]) + noise * math.sqrt(model.s2)
             delta_p = -torch.log(counts.clamp(min=1.0) / (dose * model.i0)) - p
             out[k0:k0 + batch] += _to_hu(proj.fbp(delta_p), pixel_mm)
+            yield min(k0 + batch, total), total
     if isinstance(ct_or_hu, CTVolume):
         note = (f"simulated {dose * 100:g}% dose ({method}, I0={model.i0:g}, s2={model.s2:g}, "
                 f"{model.n_views} views, seed {seed})")

@@ -109,7 +109,8 @@ def test_manifest_declares_reader_writers_samples_and_widget():
     assert {s.key for s in contrib.sample_data} == {"thorax_phantom", "thorax_phantom_small",
                                                     "thorax_phantom_low_dose"}
     assert [(w.display_name, w.command) for w in contrib.widgets] == [
-        ("Load CT", f"{PLUGIN}.load_widget"), ("Denoise", f"{PLUGIN}.denoise_widget"),
+        ("Load CT", f"{PLUGIN}.load_widget"), ("Simulate dose", f"{PLUGIN}.simulate_widget"),
+        ("Denoise", f"{PLUGIN}.denoise_widget"),
         ("Compare before/after", f"{PLUGIN}.compare_widget"),
         ("3D point cloud", f"{PLUGIN}.pointcloud_widget"), ("Metrics", f"{PLUGIN}.metrics_widget")]
     for widget in contrib.widgets:  # every widget's class imports

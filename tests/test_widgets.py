@@ -171,6 +171,39 @@ def test_cancel_mid_run_leaves_no_layer_and_a_second_run_is_refused(make_napari_
     assert "Cancelled" in widget.status.value and widget.run_button.enabled
 
 
+def test_simulate_dose_widget_adds_the_api_result_in_place_and_cancels(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    widget = _dock(viewer, "Simulate dose")
+    assert widget.layer_box.value is ct
+    viewer.dims.set_point(0, float(ct.data_to_world((20, 0, 0))[0]))
+    widget.scope_box.value = "slice"
+    widget.dose_box.value = 0.1
+    widget.seed_spin.value = 7
+    _run_and_wait(qtbot, widget)
+    out = viewer.layers[-1]
+    info = out.metadata["simulated"]
+    assert out.name == f"{ct.name} · 10% simulated" and info["first_slice"] == 20 and info["seed"] == 7
+    # the slice gets the noise it gets when the whole volume is simulated (same seed)
+    whole = nj.simulate_low_dose(np.asarray(ct.data), 0.1, seed=7, spacing=tuple(ct.scale), method=info["method"])
+    np.testing.assert_allclose(out.data[0], whole[20], atol=1e-3)
+    np.testing.assert_allclose(out.data_to_world((0, 5, 5)), ct.data_to_world((20, 5, 5)))
+    assert np.std(out.data[0] - np.asarray(ct.data[20])) > 5  # noise was added
+    # a whole-volume run cancelled at once adds nothing; a second run meanwhile is refused
+    n = len(viewer.layers)
+    widget.scope_box.value = "volume"
+    assert widget.run() is not None
+    assert widget.run() is None and "already" in widget.status.value
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert len(viewer.layers) == n and "Cancelled" in widget.status.value
+    # a single 2D slice is simulated as it is
+    flat = viewer.add_image(np.asarray(ct.data[10]), name="flat", scale=tuple(ct.scale)[1:])
+    widget.layer_box.value = flat
+    _run_and_wait(qtbot, widget)
+    assert viewer.layers[-1].data.shape == (128, 128) and viewer.layers[-1].name == "flat · 10% simulated"
+
+
 def test_gpu_out_of_memory_falls_back_to_the_cpu(make_napari_viewer, qtbot):
     from napari_jointrecon import inference
     from napari_jointrecon.widgets.denoise import device_choices
