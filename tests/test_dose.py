@@ -420,3 +420,30 @@ def test_tiny_images_are_a_value_error(shape):
 def test_unknown_method_is_a_value_error():
     with pytest.raises(ValueError, match=r"method must be 'insert' or 'poisson', got 'gauss'"):
         simulate_low_dose(np.zeros((32, 32), np.float32), 0.5, method="gauss")
+
+
+def _drain(gen):
+    """The values a generator yields and the value it returns."""
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            return steps, stop.value
+
+
+@pytest.mark.parametrize("method", ["insert", "poisson"])
+def test_iterated_simulation_reports_progress_and_a_slice_alone_gets_its_volume_noise(method):
+    from napari_jointrecon.dose import iter_simulate_low_dose
+
+    hu = make_thorax_phantom(2.5, z_extent_mm=25, seed=2).hu[:, ::2, ::2].copy()  # 10 slices, 128 x 128
+    sp = (2.5, 5.0, 5.0)
+    steps, whole = _drain(iter_simulate_low_dose(hu, 0.25, seed=5, spacing=sp, method=method, batch=4))
+    assert steps == [(0, 10), (4, 10), (8, 10), (10, 10)]
+    assert np.array_equal(whole, nj.simulate_low_dose(hu, 0.25, seed=5, spacing=sp, method=method))
+    _, alone = _drain(iter_simulate_low_dose(hu[6:7], 0.25, seed=5, spacing=sp, method=method, first_index=6))
+    np.testing.assert_allclose(alone[0], whole[6], atol=1e-3)
+    one = nj.simulate_low_dose(hu[6:7], 0.25, seed=5, spacing=sp, method=method)
+    assert not np.allclose(one[0], whole[6], atol=1.0)  # without first_index it is slice 0's noise
+    with pytest.raises(ValueError, match="dose"):
+        next(iter_simulate_low_dose(hu, 1.5))
