@@ -63,7 +63,7 @@ def main(argv=None) -> int:
                 ax.legend(loc="lower left", fontsize=8, markerscale=4)
     fig.suptitle(f"chest slice {k} at {args.dose:g} % dose: predicted clouds (1000 points) vs reference "
                  f"(16 mm slab), world mm")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))  # room for the title above the first row
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}")
