@@ -260,7 +260,7 @@ def test_denoise_error_becomes_a_message_not_a_crash(make_napari_viewer, qtbot):
     bad[1, 5, 5] = np.nan
     viewer.add_image(bad, name="broken")
     widget = _dock(viewer, "Denoise")
-    with mock.patch("napari_jointrecon.widgets.denoise.notify_error") as notify:
+    with mock.patch("napari_jointrecon.widgets._common.notify_error") as notify:
         _run_and_wait(qtbot, widget)
     assert "NaN" in widget.status.value and notify.called
     assert len(viewer.layers) == 1 and widget.run_button.enabled

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from magicgui.widgets import Container
 
 from .._writer import layer_to_volume
 from ..volume import CTVolume
 
-__all__ = ["layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
+__all__ = ["ThreadedWidget", "layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
            "layer_points_world", "result_layer_kwargs", "widen_contrast_range",
            "connect_layer_events", "notify_error"]
 
@@ -119,3 +120,93 @@ def notify_error(text: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(text)
+
+
+class ThreadedWidget(Container):
+    """A dock widget that runs one job at a time in a napari thread worker, off the main thread.
+
+    Subclasses make ``layer_box``, ``run_button`` and ``status`` (and ``cancel_button`` when the
+    job can stop between batches), define ``problem()`` (why Run is disabled, "" when it is not),
+    and start their worker with :meth:`_start` once :meth:`_ready_layer` has said yes.
+    """
+
+    busy_text = "A run is already going: wait for it or press Cancel."
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=False)
+        self._viewer = napari_viewer
+        self._worker = None
+        self._cancelled = False
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def _say(self, text: str) -> None:
+        self.status.value = text
+        self.status.tooltip = text
+
+    def _ready_layer(self, *, displayed_slice: bool):
+        """The chosen layer if a run may start now, else None with the reason in the status:
+        another run is going, ``problem()`` says no, or (``displayed_slice``) the viewer shows no
+        slice of the layer."""
+        if self._worker is not None:
+            from napari.utils.notifications import show_info
+
+            self._say(self.busy_text)
+            show_info(self.busy_text)
+            return None
+        issue = self.problem()
+        if issue:
+            self._say(issue)
+            return None
+        layer = self.layer_box.value
+        off = off_slice_problem(self._viewer, layer) if displayed_slice else ""
+        if off:
+            self._say(off)
+            return None
+        return layer
+
+    def _start(self, worker):
+        self._cancelled = False
+        self._worker = worker
+        self.run_button.enabled = False
+        if hasattr(self, "cancel_button"):
+            self.cancel_button.enabled = True
+        worker.start()
+        return worker
+
+    def _choices(self, _widget=None):
+        return layer_choices(self._viewer)
+
+    def _preselect(self, *, need_volume: bool = False) -> None:
+        """Choose the first usable CT layer when none is chosen."""
+        if self.layer_box.value is None:
+            good = [layer for _, layer in layer_choices(self._viewer)
+                    if not ct_layer_problem(layer, need_volume=need_volume)]
+            if good:
+                self.layer_box.value = good[0]
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        text = f"{what} failed: {exc}"
+        self._say(text)
+        notify_error(text)
+
+    def _run_finished(self) -> None:
+        """The worker is done (returned, failed or cancelled): ready for the next run."""
+        self._worker = None
+        if hasattr(self, "cancel_button"):
+            self.cancel_button.enabled = False
+        if self._cancelled:
+            if hasattr(self, "progress"):
+                self.progress.value = 0
+            self._say("Cancelled: nothing was added.")
+        self.run_button.enabled = not self.problem()
+
+    def cancel(self, *_):
+        """Stop after the current batch; the run then adds nothing."""
+        if self._worker is None:
+            return
+        self._cancelled = True
+        self._say("Cancelling after the current batch ...")
+        self._worker.quit()

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..dose import DOSE_LEVELS
-from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices,
-                      layer_volume, notify_error, off_slice_problem, result_layer_kwargs,
-                      widen_contrast_range)
+from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, layer_choices,
+                      layer_volume, result_layer_kwargs, widen_contrast_range)
 
 if TYPE_CHECKING:
     import napari
@@ -49,17 +48,16 @@ def model_hint(card: dict) -> str:
     return "; ".join(parts)
 
 
-class DenoiseWidget(Container):
+class DenoiseWidget(ThreadedWidget):
     """Run a registered denoiser on a CT layer without blocking the viewer."""
+
+    busy_text = "A denoising run is already going: wait for it or press Cancel."
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         from ..inference import _cuda_available, _mps_available
         from ..models.registry import list_models
 
-        super().__init__(labels=False)
-        self._viewer = napari_viewer
-        self._worker = None
-        self._cancelled = False
+        super().__init__(napari_viewer)
         self._showing_issue = False
         self._cards = {c["name"]: c for c in list_models()}
         self._cuda, self._mps = _cuda_available(), _mps_available()
@@ -103,10 +101,7 @@ class DenoiseWidget(Container):
 
     def reset_choices(self, *_):
         super().reset_choices()
-        if self.layer_box.value is None:
-            images = [layer for _, layer in layer_choices(self._viewer) if not ct_layer_problem(layer)]
-            if images:
-                self.layer_box.value = images[0]
+        self._preselect()
         self._refresh()
 
     def problem(self) -> str:
@@ -137,14 +132,6 @@ class DenoiseWidget(Container):
                 self._say("Ready.")
         self._showing_issue = bool(issue)
 
-    def _say(self, text: str) -> None:
-        self.status.value = text
-        self.status.tooltip = text
-
-    @property
-    def running(self) -> bool:
-        return self._worker is not None
-
     # actions ----------------------------------------------------------------------------------
     def _slices(self, layer) -> tuple[int, int]:
         if layer.ndim == 2:
@@ -161,20 +148,8 @@ class DenoiseWidget(Container):
         """Start denoising; returns the worker (None when refused, with the reason in the status)."""
         from napari.qt.threading import create_worker
 
-        if self._worker is not None:
-            self._say("A denoising run is already going: wait for it or press Cancel.")
-            from napari.utils.notifications import show_info
-
-            show_info(self.status.value)
-            return None
-        issue = self.problem()
-        if issue:
-            self._say(issue)
-            return None
-        layer = self.layer_box.value
-        off = off_slice_problem(self._viewer, layer) if self.scope_box.value != "volume" else ""
-        if off:
-            self._say(off)
+        layer = self._ready_layer(displayed_slice=self.scope_box.value != "volume")
+        if layer is None:
             return None
         try:
             volume = layer_volume(layer)
@@ -188,7 +163,6 @@ class DenoiseWidget(Container):
         model, device = self.model_box.value, self.device_box.value
         total = hu.shape[0] if hu.ndim == 3 else 1
         self.progress.max, self.progress.value = total, 0
-        self._cancelled = False
         self._say(f"Denoising {total} slice(s) of '{layer.name}' with {model}{note} ...")
         compile = bool(self.compile_box.value) and self._cards[model]["kind"] == "learned"
         info = {"model": model, "input": layer.name, "first_slice": k0, "slices": total,
@@ -197,20 +171,10 @@ class DenoiseWidget(Container):
             _denoise_job, hu, model, dose, device, compile, _start_thread=False,
             _connect={"yielded": self._on_progress,
                       "returned": lambda result: self._on_result(layer, result, info),
-                      "errored": self._on_error, "finished": self._on_finished},
+                      "errored": lambda exc: self._failed("Denoising", exc),
+                      "finished": self._on_finished},
         )
-        self._worker = worker
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        worker.start()
-        return worker
-
-    def cancel(self, *_):
-        if self._worker is None:
-            return
-        self._cancelled = True
-        self._say("Cancelling after the current batch ...")
-        self._worker.quit()
+        return self._start(worker)
 
     def _on_progress(self, p) -> None:
         self.progress.max = p.total
@@ -241,22 +205,13 @@ class DenoiseWidget(Container):
         try:
             widen_contrast_range(self._viewer.add_image(hu, **kwargs))
         except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
-            self._on_error(exc)
+            self._failed("Denoising", exc)
             return
         estimated = f" (dose estimated from the noise: ≈{raw * 100:.0f} %)" if raw is not None else ""
         self._say(f"Added '{name}': {info['slices']} slice(s) in {seconds:.1f} s on {device}{estimated}.")
 
-    def _on_error(self, exc: Exception) -> None:
-        text = f"Denoising failed: {exc}"
-        self._say(text)
-        notify_error(text)
-
     def _on_finished(self) -> None:
-        self._worker = None
-        self.cancel_button.enabled = False
-        if self._cancelled:
-            self.progress.value = 0
-            self._say("Cancelled: nothing was added.")
+        self._run_finished()
         self._refresh()
 
 

@@ -17,8 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
 from ..dose import DOSE_LEVELS
-from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices, layer_volume,
-                      notify_error, off_slice_problem)
+from ._common import ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, layer_volume
 
 if TYPE_CHECKING:
     import napari
@@ -26,13 +25,13 @@ if TYPE_CHECKING:
 __all__ = ["PointCloudWidget"]
 
 
-class PointCloudWidget(Container):
+class PointCloudWidget(ThreadedWidget):
+    busy_text = "A prediction is already running."
+
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         from ..joint import POINT_MODELS
 
-        super().__init__(labels=False)
-        self._viewer = napari_viewer
-        self._worker = None
+        super().__init__(napari_viewer)
         self.layer_box = ComboBox(label="CT", choices=self._choices, nullable=True)
         self.dose_box = ComboBox(label="Dose", choices=[(f"{d * 100:g} %", d) for d in DOSE_LEVELS] + [("100 %", 1.0)],
                                  value=0.25)
@@ -53,20 +52,10 @@ class PointCloudWidget(Container):
         connect_layer_events(napari_viewer, self.reset_choices)
         self.reset_choices()
 
-    def _choices(self, _widget=None):
-        return layer_choices(self._viewer)
-
     def reset_choices(self, *_):
         super().reset_choices()
-        if self.layer_box.value is None:
-            good = [layer for _, layer in self._choices() if not ct_layer_problem(layer, need_volume=True)]
-            if good:
-                self.layer_box.value = good[0]
+        self._preselect(need_volume=True)
         self._refresh()
-
-    @property
-    def running(self) -> bool:
-        return self._worker is not None
 
     def problem(self) -> str:
         from ..models.joint import INPUT_SIZE
@@ -89,36 +78,25 @@ class PointCloudWidget(Container):
     def run(self, *_):
         from napari.qt.threading import create_worker
 
-        if self._worker is not None:
-            self.status.value = "A prediction is already running."
-            return None
-        issue = self.problem()
-        if issue:
-            self.status.value = issue
-            return None
-        layer = self.layer_box.value
-        off = off_slice_problem(self._viewer, layer)
-        if off:
-            self.status.value = off
+        layer = self._ready_layer(displayed_slice=True)
+        if layer is None:
             return None
         volume = layer_volume(layer)
         k = current_slice(self._viewer, layer)
         model = self.model_box.value
         args = (volume, k, float(self.dose_box.value), model, bool(self.reference_check.value))
-        self.status.value = f"Predicting the cloud of slice {k} with {model} ..."
-        self.run_button.enabled = False
+        self._say(f"Predicting the cloud of slice {k} with {model} ...")
         worker = create_worker(_predict_job, *args, _start_thread=False,
                                _connect={"returned": lambda r: self._show(layer, k, model, r),
-                                         "errored": self._failed, "finished": self._done})
-        self._worker = worker
-        worker.start()
-        return worker
+                                         "errored": lambda exc: self._failed("Point cloud", exc),
+                                         "finished": self._run_finished})
+        return self._start(worker)
 
     def _show(self, layer, k: int, model: str, result) -> None:
         try:
             self._show_layers(layer, k, model, result)
         except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
-            self._failed(exc)
+            self._failed("Point cloud", exc)
 
     def _show_layers(self, layer, k: int, model: str, result):
         pred, reference, seconds, device, note = result
@@ -161,15 +139,6 @@ class PointCloudWidget(Container):
             text += f"; Chamfer to the reference {meta['pointcloud']['chamfer_mm']:.1f} mm"
         self.status.value = text + (f". {note}" if note else "")
         return points
-
-    def _failed(self, exc: Exception) -> None:
-        text = f"Point cloud failed: {exc}"
-        self.status.value = text
-        notify_error(text)
-
-    def _done(self) -> None:
-        self._worker = None
-        self.run_button.enabled = not self.problem()
 
 
 def _predict_job(volume, k: int, dose: float, model: str, with_reference: bool):

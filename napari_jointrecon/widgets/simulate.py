@@ -17,8 +17,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..dose import DOSE_LEVELS
-from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices, layer_volume,
-                      notify_error, off_slice_problem, result_layer_kwargs, widen_contrast_range)
+from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, layer_volume,
+                      result_layer_kwargs, widen_contrast_range)
 
 if TYPE_CHECKING:
     import napari
@@ -28,14 +28,13 @@ __all__ = ["SimulateWidget"]
 SCOPES = [("current slice", "slice"), ("whole volume", "volume")]
 
 
-class SimulateWidget(Container):
+class SimulateWidget(ThreadedWidget):
     """Add a simulated lower-dose copy of a full-dose CT layer without blocking the viewer."""
 
+    busy_text = "A simulation is already running: wait for it or press Cancel."
+
     def __init__(self, napari_viewer: napari.viewer.Viewer):
-        super().__init__(labels=False)
-        self._viewer = napari_viewer
-        self._worker = None
-        self._cancelled = False
+        super().__init__(napari_viewer)
         self.layer_box = ComboBox(label="Full dose", choices=self._choices, nullable=True)
         self.dose_box = ComboBox(label="Dose", value=0.25, choices=[(f"{d * 100:g} %", d) for d in DOSE_LEVELS])
         self.seed_spin = SpinBox(label="Noise seed", value=0, min=0, max=2**31 - 1)
@@ -57,20 +56,10 @@ class SimulateWidget(Container):
         connect_layer_events(napari_viewer, self.reset_choices)
         self.reset_choices()
 
-    def _choices(self, _widget=None):
-        return layer_choices(self._viewer)
-
     def reset_choices(self, *_):
         super().reset_choices()
-        if self.layer_box.value is None:
-            images = [layer for _, layer in self._choices() if not ct_layer_problem(layer)]
-            if images:
-                self.layer_box.value = images[0]
+        self._preselect()
         self._refresh()
-
-    @property
-    def running(self) -> bool:
-        return self._worker is not None
 
     def problem(self) -> str:
         """Why Simulate is disabled ("" when it is enabled); a 2D layer is simulated whole."""
@@ -80,29 +69,20 @@ class SimulateWidget(Container):
         issue = self.problem()
         self.run_button.enabled = self._worker is None and not issue
         if self._worker is None:
-            self.status.value = issue or "Ready: the noise of a lower dose will be added to the chosen layer."
+            self._say(issue or "Ready: the noise of a lower dose will be added to the chosen layer.")
 
     def run(self, *_):
         """Start the simulation; returns the worker (None when refused, with the reason in the status)."""
         from napari.qt.threading import create_worker
 
-        if self._worker is not None:
-            self.status.value = "A simulation is already running: wait for it or press Cancel."
+        layer = self._ready_layer(displayed_slice=self.scope_box.value == "slice")
+        if layer is None:
             return None
-        issue = self.problem()
-        if issue:
-            self.status.value = issue
-            return None
-        layer = self.layer_box.value
         scope = self.scope_box.value if layer.ndim == 3 else "volume"
-        off = off_slice_problem(self._viewer, layer) if scope == "slice" else ""
-        if off:
-            self.status.value = off
-            return None
         try:
             volume = layer_volume(layer)
         except Exception as exc:  # noqa: BLE001 - any unreadable layer is reported, not raised
-            self.status.value = f"Cannot use '{layer.name}': {exc}"
+            self._say(f"Cannot use '{layer.name}': {exc}")
             return None
         k0 = current_slice(self._viewer, layer) if scope == "slice" else 0
         hu = volume.hu[k0:k0 + 1] if scope == "slice" else volume.hu
@@ -110,35 +90,24 @@ class SimulateWidget(Container):
         dose, seed = float(self.dose_box.value), int(self.seed_spin.value)
         info = {"source": layer.name, "dose": dose, "seed": seed, "method": method, "first_slice": k0}
         self.progress.max, self.progress.value = hu.shape[0], 0
-        self._cancelled = False
-        self.status.value = f"Simulating {dose * 100:g} % dose on {hu.shape[0]} slice(s) of '{layer.name}' ..."
+        self._say(f"Simulating {dose * 100:g} % dose on {hu.shape[0]} slice(s) of '{layer.name}' ...")
         worker = create_worker(_simulate_job, hu, volume.spacing, dose, seed, method, k0, _start_thread=False,
                                _connect={"yielded": self._on_progress,
                                          "returned": lambda out: self._on_result(layer, out, info),
-                                         "errored": self._on_error, "finished": self._on_finished})
-        self._worker = worker
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        worker.start()
-        return worker
-
-    def cancel(self, *_):
-        if self._worker is None:
-            return
-        self._cancelled = True
-        self.status.value = "Cancelling after the current batch ..."
-        self._worker.quit()
+                                         "errored": lambda exc: self._failed("Simulation", exc),
+                                         "finished": self._run_finished})
+        return self._start(worker)
 
     def _on_progress(self, done_total) -> None:
         done, total = done_total
         self.progress.max, self.progress.value = total, done
-        self.status.value = f"{done}/{total} slices"
+        self._say(f"{done}/{total} slices")
 
     def _on_result(self, layer, out: np.ndarray, info: dict) -> None:
         if self._cancelled:
             return
         if layer not in self._viewer.layers:
-            self.status.value = f"'{layer.name}' was removed meanwhile: nothing was added."
+            self._say(f"'{layer.name}' was removed meanwhile: nothing was added.")
             return
         name = f"{layer.name} · {info['dose'] * 100:g}% simulated"
         data = out if layer.ndim == 3 else out[0]
@@ -147,23 +116,11 @@ class SimulateWidget(Container):
         try:
             widen_contrast_range(self._viewer.add_image(data, **kwargs))
         except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
-            self._on_error(exc)
+            self._failed("Simulation", exc)
             return
-        self.status.value = (f"Added '{name}' ({info['method']} noise, seed {info['seed']}): denoise it, then "
-                             f"measure it against '{layer.name}' in Metrics.")
+        self._say(f"Added '{name}' ({info['method']} noise, seed {info['seed']}): denoise it, then "
+                  f"measure it against '{layer.name}' in Metrics.")
 
-    def _on_error(self, exc: Exception) -> None:
-        text = f"Simulation failed: {exc}"
-        self.status.value = text
-        notify_error(text)
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self.cancel_button.enabled = False
-        if self._cancelled:
-            self.progress.value = 0
-            self.status.value = "Cancelled: nothing was added."
-        self.run_button.enabled = not self.problem()
 
 
 def _simulate_job(hu: np.ndarray, spacing, dose: float, seed: int, method: str, first_index: int):
