@@ -112,7 +112,12 @@ def test_deterministic(case, method):
     crop = low[1][192:320, 192:320]
     a = classical.RUNNERS[method](crop, DOSE)
     b = classical.RUNNERS[method](crop.copy(), DOSE)
-    np.testing.assert_array_equal(a, b)
+    if method == "bm3d":
+        # the bm3d library's threads add up in an order that depends on scheduling: on a busy
+        # machine 1 % of the pixels differed by 1e-4 HU between two runs
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-2)
+    else:
+        np.testing.assert_array_equal(a, b)
 
 
 def test_factor_table_and_bad_input():
