@@ -1,4 +1,5 @@
-"""Helpers shared by the dock widgets: which layers are CT, the current slice, layer <-> volume."""
+"""Helpers shared by the dock widgets: which layers are CT, the displayed slice, layer <-> volume, and
+the base of the widgets that run a job in a thread worker (:class:`ThreadedWidget`)."""
 
 from __future__ import annotations
 
