@@ -176,9 +176,11 @@ class CTVolume:
     def _source_name(self) -> str:
         """The file or folder name the volume came from (a layer name when there is no description)."""
         import os
+        import re
 
-        base = os.path.basename(str(self.source).rstrip("/\\")) if self.source else ""
-        return "" if not base or base[0].isdigit() and base.endswith("files") else base
+        if not self.source or re.fullmatch(r"\d+ files", self.source):  # a list of files has no one name
+            return ""
+        return os.path.basename(str(self.source).rstrip("/\\"))
 
     def layer_kwargs(self, *, window: str = "soft_tissue", name: str | None = None) -> dict:
         """Keyword arguments for ``viewer.add_image`` that place the volume in millimetres.

@@ -27,6 +27,9 @@ __all__ = ["CompareWidget", "MODES"]
 
 MODES = [("side by side", "side"), ("blend", "blend"), ("swipe", "swipe"), ("difference", "difference")]
 SWIPE_NAME = "swipe (after | before)"
+#: The status of the modes that show 'after' over 'before' on the displayed slice.
+MODE_TEXT = {"blend": "Blend: slide from before (0) to after (1), or toggle.",
+             "swipe": "Swipe: after on the left of the curtain, before on the right."}
 
 
 def _grid(viewer):
@@ -133,12 +136,12 @@ class CompareWidget(Container):
         elif mode == "blend":
             self._order(before, after)
             after.opacity = float(self.slider.value)
-            self._say(self._off_after(before, after) or "Blend: slide from before (0) to after (1), or toggle.")
+            self._say(self._off_after(before, after) or MODE_TEXT[mode])
         elif mode == "swipe":
             self._order(before, after)
             after.visible = False
             self._update_swipe()
-            self._say(self._off_after(before, after) or "Swipe: after on the left of the curtain, before on the right.")
+            self._say(self._off_after(before, after) or MODE_TEXT[mode])
         elif mode == "difference":
             self._show_difference(before, after)
         return mode
@@ -195,15 +198,9 @@ class CompareWidget(Container):
         mode = self.mode_box.value
         if mode == "swipe" and self._swipe_layer is not None:
             self._update_swipe()
-        if mode in ("blend", "swipe"):
-            pair = self._pair()
-            if pair is not None:
-                off = self._off_after(*pair)
-                if off:
-                    self._say(off)
-                elif "outside" in self.status.value:
-                    self._say("Blend: slide from before (0) to after (1), or toggle." if mode == "blend"
-                              else "Swipe: after on the left of the curtain, before on the right.")
+        pair = self._pair() if mode in MODE_TEXT else None
+        if pair is not None:
+            self._say(self._off_after(*pair) or MODE_TEXT[mode])
 
     # swipe ------------------------------------------------------------------------------------
     def _remove_swipe(self) -> None:
@@ -219,7 +216,7 @@ class CompareWidget(Container):
             return
         before, after = pair
         k = current_slice(self._viewer, after) if after.ndim == 3 else 0
-        shown = not (after.ndim == 3 and off_slice_problem(self._viewer, after))
+        shown = not off_slice_problem(self._viewer, after)
         plane = np.asarray(after.data[k]) if after.ndim == 3 else np.asarray(after.data)
         cut = max(1, int(round(float(self.slider.value) * plane.shape[-1])))
         part = plane[None, :, :cut] if after.ndim == 3 else plane[:, :cut]
