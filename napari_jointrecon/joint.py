@@ -25,12 +25,13 @@ import hashlib
 import json
 import math
 import numbers
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .pointcloud import SLAB_MM, SlabFrame, reference_point_cloud, slab_frame
+from .pointcloud import SLAB_MM, SlabFrame, _largest_region, reference_point_cloud, slab_frame
 from .volume import CTVolume
 
 __all__ = ["POINT_MODELS", "DEFAULT_POINT_MODEL", "PointCloudPrediction", "predict_point_cloud",
@@ -45,14 +46,20 @@ POINT_MODELS = {
     "sequential_occ": ("seq_denoiser_dose", "seq_regressor_occ"),
 }
 DEFAULT_POINT_MODEL = "joint"
+#: The smallest share of a slice its body (the largest region above -500 HU) may cover. The chest
+#: slices the point models learnt from are about a quarter body or more; on a slice of almost
+#: nothing the linear-head models would still put out a whole chest.
+MIN_BODY_FRACTION = 0.02
 _LOADED: dict = {}
 
 
 class PointCloudPrediction(NamedTuple):
-    """``points``: (N, 3) world mm (z, y, x); ``denoised``: the 128 x 128 denoised slice in HU."""
+    """``points``: (N, 3) world mm (z, y, x); ``denoised``: the 128 x 128 denoised slice in HU;
+    ``device``: where the networks ran (``"cpu"`` after a GPU ran out of memory)."""
 
     points: np.ndarray
     denoised: np.ndarray
+    device: str = "cpu"
 
 
 def point_model_card() -> dict:
@@ -111,6 +118,11 @@ def _check_slice(img: np.ndarray) -> None:
         raise ValueError("the slice has NaN or infinite pixels")
     if float(img.max()) < -500:
         raise ValueError("the slice is all air (nothing above -500 HU): there is no body to reconstruct")
+    body = _largest_region(img > -500)
+    if body.mean() < MIN_BODY_FRACTION:
+        raise ValueError(f"the slice shows almost no body (its largest region above -500 HU covers "
+                         f"{100 * body.mean():.1f} % of it, at least {100 * MIN_BODY_FRACTION:g} % "
+                         "needed): the point models were trained on chest slices and would invent a body")
 
 
 class _Orientation(NamedTuple):
@@ -187,10 +199,9 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
         slice's own frame: pixel (0, 0) at y = x = 0 and the slice at z = 0. ``denoised``: the
         128 x 128 denoised slice in HU (pixel size = field of view / 128).
     """
-    import torch
 
-    from .inference import _is_oom, select_device
-    from .training.joint import _run, downsample
+    from .inference import select_device
+    from .training.joint import downsample
 
     if isinstance(dose, bool) or not isinstance(dose, numbers.Real):
         raise ValueError(f"dose must be a number, the fraction of the full dose (0.25 for 25 %), got {dose!r}")
@@ -232,19 +243,32 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     ext = frame.half_extent_mm
     model_ext = np.array([ext[0], ext[2], ext[1]]) if orient.transpose else ext  # by the model's axes
     x = (downsample(_to_model(img, orient))[None, None] + 1000.0) / 2000.0
-    dev = select_device(device)
-    try:
-        moved = {key: net.to(dev) for key, net in nets.items()}
-        den, pts = _run(moved, x.to(dev), extents=[model_ext], dose=[dose])
-    except RuntimeError as exc:
-        if dev == "cpu" or not _is_oom(exc):
-            raise
-        moved = {key: net.to("cpu") for key, net in nets.items()}
-        den, pts = _run(moved, x, extents=[model_ext], dose=[dose])
-    finally:
-        for net in nets.values():
-            net.to("cpu")
+    den, pts, used = _run_on(nets, x, select_device(device), extents=[model_ext], dose=[dose])
     normalised = _points_from_model(pts[0].double().cpu().numpy(), orient)
     points = frame.normalised_to_world(normalised, ct)
     denoised = _from_model(den[0, 0].cpu().numpy(), orient) * 2000.0 - 1000.0
-    return PointCloudPrediction(points.astype(np.float64), denoised.astype(np.float32))
+    return PointCloudPrediction(points.astype(np.float64), denoised.astype(np.float32), used)
+
+
+def _run_on(nets: dict, x, dev: str, **kwargs):
+    """The networks on ``dev``: ``(denoised, points, device used)``; a GPU that runs out of memory
+    falls back to the CPU with a warning. The networks are left on the CPU."""
+    from .inference import _is_oom
+
+    try:
+        return (*_run_device(nets, x, dev, **kwargs), dev)
+    except RuntimeError as exc:
+        if dev == "cpu" or not _is_oom(exc):
+            raise
+        warnings.warn(f"{dev} ran out of memory; the point cloud was predicted on the CPU", RuntimeWarning,
+                      stacklevel=3)
+        return (*_run_device(nets, x, "cpu", **kwargs), "cpu")
+    finally:
+        for net in nets.values():
+            net.to("cpu")
+
+
+def _run_device(nets: dict, x, dev: str, **kwargs):
+    from .training.joint import _run
+
+    return _run({key: net.to(dev) for key, net in nets.items()}, x.to(dev), **kwargs)

@@ -9,7 +9,9 @@ cables) are dropped: only the largest connected region above -500 HU is kept.
 that still follows from a single slice (the trunk changes little over +-8 mm), and thin enough to
 leave training targets when every target slab must stay 10 mm away from the validation and test
 slabs of the single chest series (a 32 mm slab would leave almost none; see
-:mod:`napari_jointrecon.training.joint` for the splits).
+:mod:`napari_jointrecon.training.joint` for the splits). At other slice spacings the surface is
+taken from the fewest slices that reach 8 mm to either side and cut at +-8 mm, so the slab is
+16 mm wide at any spacing, as the predicted clouds are.
 
 Coordinates come in three frames, all in napari's (z, y, x) order:
 
@@ -27,6 +29,7 @@ normalised coordinates, the same in millimetres but not squared, F-score at a di
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +39,8 @@ from .volume import CTVolume
 __all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "slab_frame",
            "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
            "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE",
-           "farthest_point_sample", "spread_points", "occupancy_points", "body_mask", "slab_bounds"]
+           "farthest_point_sample", "spread_points", "occupancy_points", "body_mask", "slab_bounds",
+           "slab_z_range"]
 
 SLAB_MM = 16.0
 LEVEL_HU = -500.0
@@ -102,8 +106,10 @@ def slab_frame(ct: CTVolume, slice_index: int, slab_mm: float = SLAB_MM) -> Slab
 
 
 def slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: float = SLAB_MM) -> tuple[int, int]:
-    """First and last slice of the slab around ``slice_index`` (a clear error near the ends)."""
-    half = int(round(slab_mm / 2 / spacing_z))
+    """First and last slice of the slab around ``slice_index``: the fewest that reach ``slab_mm / 2``
+    to either side (9 slices at 2 mm, 7 at 3 mm: the surface is then cut to the slab, see
+    :func:`slab_z_range`); a clear error near the ends."""
+    half = int(math.ceil(slab_mm / 2 / spacing_z - 1e-6))
     lo, hi = slice_index - half, slice_index + half
     if not 0 <= slice_index < n_slices:
         raise ValueError(f"slice {slice_index} is outside the volume (0-{n_slices - 1})")
@@ -112,6 +118,12 @@ def slab_bounds(n_slices: int, slice_index: int, spacing_z: float, slab_mm: floa
             f"the {slab_mm:g} mm slab around slice {slice_index} needs slices {lo} to {hi}, but the "
             f"volume has 0-{n_slices - 1}: choose a slice at least {half} slices from either end")
     return lo, hi
+
+
+def slab_z_range(slice_index: float, spacing_z: float, slab_mm: float = SLAB_MM) -> tuple[float, float]:
+    """The slab's ends in (fractional) slice indices: exactly ``slab_mm`` wide, whatever the spacing."""
+    half = slab_mm / 2 / spacing_z
+    return slice_index - half, slice_index + half
 
 
 def _largest_region(mask: np.ndarray) -> np.ndarray | None:
@@ -158,27 +170,44 @@ def surface_mesh(hu: np.ndarray, spacing, slice_index: int, *, slab_mm: float = 
 
 
 def sample_surface(verts: np.ndarray, faces: np.ndarray, n: int, *, spacing=(1.0, 1.0, 1.0),
-                   seed: int = 0) -> np.ndarray:
-    """``n`` points drawn uniformly by area (measured in mm) on a triangle mesh; same frame as ``verts``."""
+                   seed: int = 0, z_range: tuple[float, float] | None = None) -> np.ndarray:
+    """``n`` points drawn uniformly by area (measured in mm) on a triangle mesh; same frame as ``verts``.
+
+    ``z_range``: keep only the part of the surface between these z (same frame), e.g. a slab's
+    ends (:func:`slab_z_range`); points beyond are drawn again. Where the whole mesh lies inside,
+    the points are those drawn without it.
+    """
     rng = np.random.default_rng(seed)
     scale = np.asarray(spacing, dtype=np.float64)
     tri = verts[faces] * scale
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    if z_range is not None:  # triangles wholly outside can never give a point
+        zs = verts[faces][:, :, 0]
+        area = np.where((zs.max(axis=1) < z_range[0]) | (zs.min(axis=1) > z_range[1]), 0.0, area)
     if not area.sum() > 0:
         raise ValueError("the surface is empty")
-    pick = rng.choice(len(faces), size=n, p=area / area.sum())
-    u, v = rng.random((2, n))
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    a, b, c = tri[pick, 0], tri[pick, 1], tri[pick, 2]
-    return (a + u[:, None] * (b - a) + v[:, None] * (c - a)) / scale
+    out, have = [], 0
+    while have < n:
+        m = n if not out else 2 * (n - have) + 64
+        pick = rng.choice(len(faces), size=m, p=area / area.sum())
+        u, v = rng.random((2, m))
+        flip = u + v > 1
+        u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+        a, b, c = tri[pick, 0], tri[pick, 1], tri[pick, 2]
+        p = (a + u[:, None] * (b - a) + v[:, None] * (c - a)) / scale
+        if z_range is not None:
+            p = p[(p[:, 0] >= z_range[0] - 1e-9) & (p[:, 0] <= z_range[1] + 1e-9)]
+        out.append(p[:n - have])
+        have += len(out[-1])
+    return np.concatenate(out)
 
 
 def surface_points(hu: np.ndarray, spacing, slice_index: int, n: int, *, seed: int = 0,
                    slab_mm: float = SLAB_MM) -> np.ndarray:
     """``n`` points on the slab's iso-surface, normalised to [-1, 1] (z, y, x)."""
     verts, faces = surface_mesh(hu, spacing, slice_index, slab_mm=slab_mm)
-    idx = sample_surface(verts, faces, n, spacing=spacing, seed=seed)
+    idx = sample_surface(verts, faces, n, spacing=spacing, seed=seed,
+                         z_range=slab_z_range(slice_index, float(spacing[0]), slab_mm))
     frame = SlabFrame(float(slice_index), hu.shape[1], hu.shape[2], tuple(map(float, spacing)), slab_mm)
     return frame.index_to_normalised(idx)
 
@@ -287,7 +316,9 @@ def reference_point_cloud(ct: CTVolume, slice_index: int, n_points: int = EVAL_P
     if not isinstance(ct, CTVolume):
         raise TypeError("reference_point_cloud needs a CTVolume (its geometry places the points)")
     verts, faces = surface_mesh(ct.hu, ct.spacing, slice_index, slab_mm=slab_mm)
-    return ct.index_to_world(sample_surface(verts, faces, int(n_points), spacing=ct.spacing, seed=seed))
+    idx = sample_surface(verts, faces, int(n_points), spacing=ct.spacing, seed=seed,
+                         z_range=slab_z_range(slice_index, float(ct.spacing[0]), slab_mm))
+    return ct.index_to_world(idx)
 
 
 # --- metrics --------------------------------------------------------------------------------------

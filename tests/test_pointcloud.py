@@ -130,6 +130,26 @@ def test_surface_of_a_cylinder_lies_on_its_radius_inside_the_slab():
     assert counts.min() > 0.8 * counts.mean()
 
 
+@pytest.mark.parametrize("sz", [1.25, 2.0, 3.0, 5.0])
+def test_reference_slab_is_16_mm_whatever_the_slice_spacing(sz):
+    """The slab takes the fewest slices that reach 8 mm to either side and its surface is cut
+    there: 16 mm at every spacing (whole slices alone would give 15 mm at 1.25 mm, 18 mm at 3 mm)."""
+    n = 41
+    z, y, x = np.mgrid[0:n, 0:64, 0:64]
+    # a cone: its radius changes with z, so a slab too thick or too thin changes the surface
+    radius_mm = 20.0 + 0.5 * (z - n // 2) * sz
+    hu = np.where(np.hypot(y - 31.5, x - 31.5) * 1.5 < radius_mm, 0.0, -1000.0).astype(np.float32)
+    ct = nj.CTVolume(hu, spacing=(sz, 1.5, 1.5))
+    k = n // 2
+    pts = pc.reference_point_cloud(ct, k, 4000)
+    dz = pts[:, 0] - k * sz
+    assert np.abs(dz).max() <= 8.0 + 1e-6 and dz.min() < -7.0 and dz.max() > 7.0
+    lo, hi = pc.slab_bounds(n, k, sz)
+    assert (hi - lo) * sz >= 16.0 and (hi - lo - 2) * sz < 16.0
+    normalised = pc.surface_points(hu, ct.spacing, k, 2000)
+    assert np.abs(normalised[:, 0]).max() <= 1.0 + 1e-6 and np.abs(normalised[:, 0]).max() > 0.85
+
+
 def test_surface_errors_are_clear():
     air = nj.CTVolume(np.full((20, 64, 64), -1000, np.float32))
     with pytest.raises(ValueError, match="no tissue"):
@@ -228,6 +248,7 @@ def test_prediction_is_deterministic(low_chest):
 
 @pytest.mark.parametrize("image, match", [
     (np.full((256, 256), -1000.0), "all air"),
+    (np.pad(np.zeros((30, 30)), 113, constant_values=-1000.0), "almost no body"),
     (np.zeros((100, 256)), "at least 128"),
     (np.where(np.eye(256) > 0, np.nan, 0.0), "NaN"),
     (np.zeros((256, 256, 3)), "RGB"),
@@ -236,6 +257,32 @@ def test_prediction_is_deterministic(low_chest):
 def test_bad_input_gets_a_clear_error(image, match):
     with pytest.raises(ValueError, match=match):
         nj.predict_point_cloud(image, dose=0.25)
+
+
+def test_gpu_out_of_memory_falls_back_to_the_cpu(low_chest):
+    """A device that runs out of memory: the cloud is made on the CPU, says so, and is the CPU's."""
+    from unittest import mock
+
+    from napari_jointrecon import inference
+    from napari_jointrecon import joint as joint_api
+
+    real, devices = joint_api._run_device, []
+
+    def fake_run(nets, x, dev, **kwargs):
+        devices.append(dev)
+        if dev == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(nets, x, dev, **kwargs)
+
+    with mock.patch.object(inference, "select_device", return_value="cuda"), \
+            mock.patch.object(joint_api, "_run_device", side_effect=fake_run), \
+            pytest.warns(RuntimeWarning, match="out of memory"):
+        pred = nj.predict_point_cloud(low_chest, slice_index=70, dose=0.25, model="joint_occ")
+    assert devices == ["cuda", "cpu"] and pred.device == "cpu"
+    cpu = nj.predict_point_cloud(low_chest, slice_index=70, dose=0.25, model="joint_occ", device="cpu")
+    assert cpu.device == "cpu" and np.array_equal(pred.points, cpu.points)
+    nets = joint_api.load_point_model("joint_occ")
+    assert all(p.device.type == "cpu" for net in nets.values() for p in net.parameters())
 
 
 def test_bad_dose_model_and_slice(low_chest):

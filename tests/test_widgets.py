@@ -485,7 +485,8 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     assert widget.model_box.value == "joint_occ"  # preselected: the most accurate one
     expected = nj.predict_point_cloud(low, slice_index=70, dose=0.25, model="joint_occ").points
     np.testing.assert_allclose(pred, expected, atol=1e-4)
-    assert "Chamfer" in widget.status.value
+    assert "Chamfer" in widget.status.value and "on cpu" in widget.status.value
+    assert pred_layer.metadata["pointcloud"]["device"] == "cpu"  # the device the networks ran on
     # the points sit on the anatomy: near the reference surface, in world mm
     d = np.linalg.norm(pred[:, None, :] - ref[None, ::10, :], axis=2).min(axis=1)
     assert np.median(d) < 10

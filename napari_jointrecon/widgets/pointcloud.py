@@ -142,7 +142,6 @@ class PointCloudWidget(ThreadedWidget):
 
 
 def _predict_job(volume, k: int, dose: float, model: str, with_reference: bool):
-    from ..inference import select_device
     from ..joint import predict_point_cloud
     from ..pointcloud import reference_point_cloud
 
@@ -155,4 +154,4 @@ def _predict_job(volume, k: int, dose: float, model: str, with_reference: bool):
             reference = reference_point_cloud(volume, k, 10000)
         except ValueError as exc:  # e.g. a slice too near the end for a full slab
             note = f"No reference cloud, and part of the predicted slab may lie outside the scan: {exc}"
-    return pred, reference, seconds, select_device("auto"), note
+    return pred, reference, seconds, pred.device, note
