@@ -48,7 +48,12 @@ that of the mirrored slice; random rotations (up to 10 degrees) and stretches (u
 batches, with no denoising term for them (leaving single warped images out of the normalised MSE
 made the denoising branch diverge); a 16-pixel context level in the occupancy decoder; the decoder
 at 0.1 times the rate; the average of the weights of the last six validated steps. None lowered
-the mean validation Chamfer.
+the mean validation Chamfer. Later, with the shipped sampler: a soft target (HU mapped linearly
+around -500, so that the 0.5 level falls where the -500 HU surface crosses between slices) did not
+bring the true occupancy's own validation Chamfer down, so it was not trained; an occupancy output
+of 256 x 256 (one more upsampling stage, the target area-averaged to 256) left seed 0's validation
+Chamfer where it was and was stopped by its rule after that seed. On the validation slabs the true
+occupancy scores the same at 128, 256 and 512 pixels.
 ``scripts/occupancy_error_by_plane.py`` shows where the error lies: mostly in the planes 6-8 mm
 from the input slice, which one slice cannot pin down when all training slabs come from one
 patient.
