@@ -22,34 +22,81 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _write(volume, output: str, *, overwrite: bool, model=None, dose=None) -> list[Path]:
+def _target(output: str) -> tuple[str, Path]:
+    """``("image", file)`` for a NIfTI/MetaImage/NRRD name; ``("dicom", folder)`` for a name without
+    a suffix, an existing folder, or a ``.dcm`` name (the folder is named without it, as napari's
+    writer does); anything else is refused before any work."""
     from .io.itk import ITK_SUFFIXES
+
+    path = Path(output)
+    if output.lower().endswith(tuple(ITK_SUFFIXES)):
+        return "image", path
+    if path.suffix.lower() == ".dcm":
+        return "dicom", path.with_suffix("")
+    if path.suffix and not path.is_dir():
+        raise ValueError(f"{output}: cannot write {path.suffix} files; write "
+                         f"{'/'.join(sorted(ITK_SUFFIXES))}, or give a folder (no suffix) for a DICOM series")
+    return "dicom", path
+
+
+def _check_output(volume, output: str, *, overwrite: bool) -> None:
+    """Refuse a target the writers would refuse, before the work that would go into it."""
+    from .io.write import _check_target
+
+    kind, path = _target(output)
+    _check_target(path, volume, overwrite=overwrite, folder=kind == "dicom")
+
+
+def _write(volume, output: str, *, overwrite: bool, model=None, dose=None) -> list[Path]:
     from .io.write import write_dicom_series, write_image
 
-    if output.lower().endswith(tuple(ITK_SUFFIXES)):
-        return [write_image(volume, output, overwrite=overwrite)]
-    return write_dicom_series(volume, output, model=model, dose=dose, overwrite=overwrite)
+    kind, path = _target(output)
+    if kind == "image":
+        return [write_image(volume, path, overwrite=overwrite)]
+    return write_dicom_series(volume, path, model=model, dose=dose, overwrite=overwrite)
+
+
+def _wrote(written: list[Path]) -> str:
+    where = written[0] if len(written) == 1 else written[0].parent
+    return f"wrote {len(written)} file(s) to {where}"
 
 
 def _cmd_convert(args) -> int:
     from .io import load_ct
 
+    _target(args.output)
     written = _write(load_ct(args.input, series=args.series), args.output, overwrite=args.overwrite)
-    print(f"wrote {len(written)} file(s) to {args.output}")
+    print(_wrote(written))
     return 0
 
 
 def _cmd_phantom(args) -> int:
     from .phantom import make_thorax_phantom
 
+    _target(args.output)
     volume = make_thorax_phantom(args.spacing, seed=args.seed, z_extent_mm=args.z_extent)
     written = _write(volume, args.output, overwrite=args.overwrite)
-    print(f"wrote {len(written)} file(s) to {args.output}")
+    print(_wrote(written))
     return 0
 
 
 def _cmd_demo(args) -> int:
+    import os
+    import shutil
+
     from .demo import run_demo
+
+    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+            and not os.environ.get("WAYLAND_DISPLAY")):
+        # the demo renders napari, which needs a display: give it a virtual one
+        xvfb = shutil.which("xvfb-run")
+        if xvfb is None:
+            raise ValueError("the demo renders napari and there is no display: install Xvfb "
+                             "(xvfb-run) or set DISPLAY")
+        argv = [xvfb, "-a", "-s", "-screen 0 1400x1000x24", sys.executable, "-m", "napari_jointrecon.cli",
+                "demo", "--out", args.out] + (["--input", args.input] if args.input else []) \
+            + (["--chest"] if args.chest else [])
+        os.execv(xvfb, argv)
 
     report = run_demo(args.out, args.input, chest=args.chest)
     print(report.read_text())
@@ -75,15 +122,19 @@ def _cmd_simulate(args) -> int:
     from .dose import simulate_low_dose
     from .io import load_ct
 
-    volume = simulate_low_dose(load_ct(args.input), _dose(args.dose), seed=args.seed,
-                               method=args.method)
-    written = _write(volume, args.output, overwrite=args.overwrite, dose=_dose(args.dose))
-    print(f"wrote {len(written)} file(s) to {args.output}: {volume.notes[-1]}")
+    dose = _dose(args.dose)
+    source = load_ct(args.input, series=args.series)
+    _check_output(source, args.output, overwrite=args.overwrite)
+    volume = simulate_low_dose(source, dose, seed=args.seed, method=args.method)
+    written = _write(volume, args.output, overwrite=args.overwrite, dose=dose)
+    print(f"{_wrote(written)}: {volume.notes[-1]}")
     return 0
 
 
 def _dose(value: float) -> float:
     """Accept 25 or 0.25 for a quarter dose."""
+    if value > 100.0:
+        raise ValueError(f"--dose {value:g}: give a percentage of the full dose (at most 100) or a fraction")
     return value / 100.0 if value > 1.0 else value
 
 
@@ -91,16 +142,18 @@ def _cmd_denoise(args) -> int:
     from .inference import denoise
     from .io import load_ct
 
+    dose = _dose(args.dose)
     volume = load_ct(args.input, series=args.series)
+    _check_output(volume, args.output, overwrite=args.overwrite)
 
     def show(p):
         print(f"\r{args.model}: {p.done}/{p.total} slices on {p.device}", end="", file=sys.stderr)
 
-    result = denoise(volume, model=args.model, dose=_dose(args.dose), device=args.device, progress=show,
+    result = denoise(volume, model=args.model, dose=dose, device=args.device, progress=show,
                      compile=args.compile, runtime=args.runtime)
     print(file=sys.stderr)
-    written = _write(result, args.output, overwrite=args.overwrite, model=args.model, dose=_dose(args.dose))
-    print(f"wrote {len(written)} file(s) to {args.output}")
+    written = _write(result, args.output, overwrite=args.overwrite, model=args.model, dose=dose)
+    print(_wrote(written))
     return 0
 
 
@@ -213,13 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="read a CT and write NIfTI/MHA/NRRD or a DICOM series folder")
     p.add_argument("input")
-    p.add_argument("output", help="a .nii/.nii.gz/.mha/.nrrd file, or a new folder for DICOM")
+    p.add_argument("output", help="a .nii/.nii.gz/.mha/.nrrd file, or a new folder for DICOM (no suffix)")
     p.add_argument("--series")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("phantom", help="write the thorax phantom (sample data)")
-    p.add_argument("output", help="a .nii/.nii.gz/.mha/.nrrd file, or a new folder for DICOM")
+    p.add_argument("output", help="a .nii/.nii.gz/.mha/.nrrd file, or a new folder for DICOM (no suffix)")
     p.add_argument("--spacing", type=float, default=1.0)
     p.add_argument("--z-extent", type=float, default=120.0)
     p.add_argument("--seed", type=int, default=0)
@@ -228,10 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="simulate a lower dose (projection-domain noise)")
     p.add_argument("input")
-    p.add_argument("output", help="a .nii/.nii.gz/.mha/.nrrd file, or a new folder for DICOM")
+    p.add_argument("output", help="a .nii/.nii.gz/.mha/.nrrd file, or a new folder for DICOM (no suffix)")
     p.add_argument("--dose", type=float, required=True, help="percent (25) or fraction (0.25)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", choices=["insert", "poisson"], default=None)
+    p.add_argument("--series")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_simulate)
 
@@ -309,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CTReadError, CTWriteError, ValueError, KeyError) as exc:
-        print(f"jointrecon: {exc}", file=sys.stderr)
+    except (CTReadError, CTWriteError, ValueError, KeyError, OSError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"jointrecon: {message}", file=sys.stderr)
         return 2
 
 

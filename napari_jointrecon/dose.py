@@ -273,7 +273,9 @@ def simulate_low_dose(
         CTVolume brings its own.
     method : {"insert", "poisson"}, optional
         ``"insert"`` for real (already noisy) full-dose scans, ``"poisson"`` for noise-free images.
-        By default ``"poisson"`` for generated volumes (the phantom) and ``"insert"`` otherwise.
+        By default ``"poisson"`` for the noise-free phantom (as made or read back from a file it
+        was written to: :func:`~napari_jointrecon.phantom.is_noise_free_phantom`) and ``"insert"``
+        otherwise.
     model : DoseModel
         Incident counts, electronic noise and number of views.
     device : str
@@ -319,8 +321,9 @@ def iter_simulate_low_dose(ct_or_hu, dose: float, *, seed: int = 0, spacing=None
     if min(hu.shape[-2:]) < 8:
         raise ValueError(f"slices of {hu.shape[-2:]} pixels are too small to simulate a CT scan")
     if method is None:
-        generated = isinstance(ct_or_hu, CTVolume) and ct_or_hu.source_format == "generated"
-        method = "poisson" if generated else "insert"
+        from .phantom import is_noise_free_phantom
+
+        method = "poisson" if is_noise_free_phantom(ct_or_hu) else "insert"
     if method not in ("insert", "poisson"):
         raise ValueError(f"method must be 'insert' or 'poisson', got {method!r}")
     pixel_mm = float(np.sqrt(pixel[0] * pixel[1]))

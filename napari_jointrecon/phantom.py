@@ -8,12 +8,29 @@ correlated texture. It is noise-free, so it serves as a clean reference for dose
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from scipy import ndimage
 
 from .volume import CTVolume
 
-__all__ = ["make_thorax_phantom", "TISSUE_HU"]
+__all__ = ["make_thorax_phantom", "TISSUE_HU", "PHANTOM_STUDY", "is_noise_free_phantom"]
+
+#: The phantom's study description (kept by the DICOM, NIfTI, MetaImage and NRRD writers).
+PHANTOM_STUDY = "napari-jointrecon sample data"
+#: Its series description as made ("Thorax phantom (seed 0)", the sample data's
+#: "Thorax phantom 2.5 mm (seed 0)"); a simulated or denoised copy gets more after it.
+_PHANTOM_SERIES = re.compile(r"Thorax phantom( [\d.]+ mm)? \(seed \d+\)")
+
+
+def is_noise_free_phantom(volume) -> bool:
+    """Whether ``volume`` is the noise-free phantom: as made, or read back from a file it was
+    written to (its series and study descriptions survive the writers). Dose simulation then
+    draws Poisson counts instead of adding the noise a real scan lacks."""
+    if not isinstance(volume, CTVolume) or not _PHANTOM_SERIES.fullmatch(volume.series_description or ""):
+        return False
+    return volume.source_format == "generated" or volume.study_description == PHANTOM_STUDY
 
 #: Nominal HU of the phantom's tissues.
 TISSUE_HU = {
@@ -195,7 +212,7 @@ def make_thorax_phantom(
         origin=origin,
         modality="CT",
         series_description=f"Thorax phantom (seed {seed})",
-        study_description="napari-jointrecon sample data",
+        study_description=PHANTOM_STUDY,
         source=f"make_thorax_phantom(spacing={spacing}, seed={seed})",
         source_format="generated",
         notes=[

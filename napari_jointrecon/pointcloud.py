@@ -315,6 +315,8 @@ def reference_point_cloud(ct: CTVolume, slice_index: int, n_points: int = EVAL_P
     """``(n_points, 3)`` points in world millimetres (z, y, x) on the -500 HU surface of the slab."""
     if not isinstance(ct, CTVolume):
         raise TypeError("reference_point_cloud needs a CTVolume (its geometry places the points)")
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 1:
+        raise ValueError(f"n_points must be a whole number of at least 1, got {n_points!r}")
     verts, faces = surface_mesh(ct.hu, ct.spacing, slice_index, slab_mm=slab_mm)
     idx = sample_surface(verts, faces, int(n_points), spacing=ct.spacing, seed=seed,
                          z_range=slab_z_range(slice_index, float(ct.spacing[0]), slab_mm))

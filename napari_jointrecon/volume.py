@@ -192,6 +192,7 @@ class CTVolume:
             "name": name or self.series_description or self._source_name() or "CT",
             "scale": self.spacing,
             "colormap": "gray",
+            "rgb": False,  # CT in HU, even when the last axis has 3 or 4 pixels
             "contrast_limits": window_limits(window),
             "metadata": {
                 "ct_volume": self,

@@ -86,6 +86,17 @@ def test_npz_with_spacing(tmp_path):
     np.savez(tmp_path / "v.npz", hu=np.zeros((2, 3, 4)), spacing=[2.0, 0.5, 0.5], origin=[1, 2, 3])
     volume = nj.load_ct(tmp_path / "v.npz")
     assert volume.spacing == (2.0, 0.5, 0.5) and volume.origin == (1.0, 2.0, 3.0)
+    for spacing in ([2.0, 0.5], [0.0, 1.0, 1.0], [np.nan, 1.0, 1.0]):
+        np.savez(tmp_path / "bad.npz", hu=np.zeros((2, 3, 4)), spacing=spacing)
+        with pytest.raises(nj.CTReadError, match="bad.npz"):
+            nj.load_ct(tmp_path / "bad.npz")
+
+
+def test_numpy_values_far_from_hu_get_a_note(tmp_path):
+    np.save(tmp_path / "raw.npy", np.full((2, 8, 8), 60000, np.uint16))
+    assert any("may not be Hounsfield" in n for n in nj.load_ct(tmp_path / "raw.npy").notes)
+    np.save(tmp_path / "ct.npy", np.full((2, 8, 8), -1000.0))
+    assert not any("Hounsfield" in n for n in nj.load_ct(tmp_path / "ct.npy").notes)
 
 
 @pytest.mark.parametrize("array,message", [

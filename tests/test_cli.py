@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
+import pytest
 
 import napari_jointrecon as nj
 from napari_jointrecon.cli import main
@@ -41,3 +44,51 @@ def test_bad_input_exits_with_a_message(tmp_path, capsys):
     assert main(["convert", str(SAMPLE_DATA / "thorax_phantom.nii.gz"),
                  str(SAMPLE_DATA / "thorax_phantom.nii.gz"), "--overwrite"]) == 2
     assert "source file" in capsys.readouterr().err
+
+
+def test_output_names_the_writers_cannot_take_are_refused_before_any_work(tmp_path, capsys):
+    src = str(SAMPLE_DATA / "thorax_phantom.nii.gz")
+    for name in ("out.npy", "out.png", "out.nii.gzz"):
+        assert main(["convert", src, str(tmp_path / name)]) == 2
+        assert "cannot write" in capsys.readouterr().err
+    # a .dcm name is a DICOM folder without the suffix, as napari's writer names it
+    assert main(["convert", src, str(tmp_path / "series.dcm")]) == 0
+    assert (tmp_path / "series").is_dir() and len(list((tmp_path / "series").glob("*.dcm"))) == 48
+    assert f"to {tmp_path / 'series'}" in capsys.readouterr().out
+    # an existing output is found before simulating or denoising, and the hint names the option
+    (tmp_path / "low.nii.gz").write_text("x")
+    for argv in (["simulate", src, str(tmp_path / "low.nii.gz"), "--dose", "25"],
+                 ["denoise", src, "--dose", "25", "-o", str(tmp_path / "low.nii.gz")]):
+        with mock.patch("napari_jointrecon.dose.simulate_low_dose") as sim, \
+                mock.patch("napari_jointrecon.inference.denoise") as den:
+            assert main(argv) == 2
+        assert not sim.called and not den.called
+        assert "--overwrite" in capsys.readouterr().err
+    # operating-system errors are one line, not a traceback
+    (tmp_path / "dir.ply").mkdir()
+    assert main(["pointcloud", src, "--reference", "--points", "10", "-o", str(tmp_path / "dir.ply"),
+                 "--overwrite"]) == 2
+    assert capsys.readouterr().err.startswith("jointrecon: ")
+    assert main(["simulate", src, str(tmp_path / "x.nii.gz"), "--dose", "150"]) == 2
+    assert "at most 100" in capsys.readouterr().err
+    assert main(["denoise", src, "--model", "nope", "--dose", "25", "-o", str(tmp_path / "y.nii.gz")]) == 2
+    assert capsys.readouterr().err.startswith("jointrecon: unknown model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.ply", "low.nii.gz", "series"]
+
+
+def test_demo_without_a_display_runs_under_xvfb_run(tmp_path, monkeypatch):
+    from napari_jointrecon import cli
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    with mock.patch("shutil.which", return_value="/usr/bin/xvfb-run"), \
+            mock.patch("os.execv", side_effect=SystemExit(0)) as execv:
+        with pytest.raises(SystemExit):
+            main(["demo", "--out", str(tmp_path / "demo")])
+    program, argv = execv.call_args[0]
+    assert program == "/usr/bin/xvfb-run" and argv[-3:] == ["demo", "--out", str(tmp_path / "demo")]
+    assert not (tmp_path / "demo").exists()
+    with mock.patch("shutil.which", return_value=None):
+        assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    assert not (tmp_path / "demo").exists()

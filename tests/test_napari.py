@@ -430,7 +430,12 @@ def test_load_widget_scans_and_loads_a_chosen_series(make_napari_viewer, qtbot, 
     assert tuple(layer.scale) == pytest.approx(chosen.spacing, abs=1e-4)
     assert np.array_equal(np.asarray(layer.data), volume.hu)
     _assert_layer_places_volume(layer, volume)
-    assert widget.status.value.startswith("Loaded 2 x 512 x 512")
+    assert widget.status.value.startswith(f"Loaded '{layer.name}': 2 x 512 x 512")
+    # the scanned list and the choice survive layer changes (napari resets dock widgets' choices)
+    assert widget.series_box.value == chosen.key and len(widget.series_box.choices) == len(series)
+    viewer.add_image(np.zeros((5, 5)), name="unrelated")
+    viewer.layers.remove("unrelated")
+    assert widget.series_box.value == chosen.key and len(widget.series_box.choices) == len(series)
     assert tuple(layer.contrast_limits) == pytest.approx(window_limits("soft_tissue"))
     # napari's own contrast slider reaches the other windows too (not only the soft-tissue one)
     lo, hi = layer.contrast_limits_range
@@ -499,6 +504,23 @@ def test_load_widget_folder_without_dicom(make_napari_viewer, qtbot, tmp_path):
     assert widget.path is None
     assert widget.load() is None and widget.scan() == []
     assert widget.status.value == "Choose a file or a DICOM folder first."
+
+
+def test_load_widget_takes_arrays_with_3_or_4_columns_as_ct(make_napari_viewer, qtbot, tmp_path):
+    """napari would guess RGB for a last axis of 3 or 4 and fail; a CT layer is never RGB."""
+    hu = np.random.default_rng(0).normal(0, 50, (6, 64, 3)).astype(np.float32)
+    np.save(tmp_path / "narrow.npy", hu)
+    viewer = make_napari_viewer()
+    widget = _load_widget(viewer)
+    widget.file_edit.value = tmp_path / "narrow.npy"
+    with qtbot.captureExceptions() as escaped:
+        widget.load()
+        qtbot.waitUntil(lambda: widget.load_button.enabled and not widget.status.value.startswith("Loading"),
+                        timeout=30000)
+    assert escaped == []
+    assert len(viewer.layers) == 1 and not viewer.layers[0].rgb
+    assert viewer.layers[0].data.shape == (6, 64, 3)
+    assert "6 x 64 x 3" in widget.status.value
 
 
 def test_load_widget_read_error_does_not_escape(make_napari_viewer, qtbot, tmp_path):

@@ -159,6 +159,9 @@ def test_surface_errors_are_clear():
         pc.reference_point_cloud(body, 1)
     with pytest.raises(TypeError):
         pc.reference_point_cloud(np.zeros((20, 64, 64)), 10)
+    for n in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="n_points"):
+            pc.reference_point_cloud(body, 10, n)
 
 
 def test_reference_cloud_lands_on_the_minus_500_surface_of_the_chest(shared_data):

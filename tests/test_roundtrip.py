@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 
 import numpy as np
 import pydicom
@@ -10,6 +12,8 @@ import pytest
 
 import napari_jointrecon as nj
 from napari_jointrecon.phantom import make_thorax_phantom
+
+from conftest import SAMPLE_DATA
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +138,69 @@ def test_existing_outputs_need_overwrite(tmp_path):
     with pytest.raises(nj.CTWriteError, match="suffix"):
         nj.io.write.write_image(v, tmp_path / "a.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "series"]  # no temp files left
+
+
+def test_overwrite_replaces_only_a_folder_of_dicom_files(tmp_path):
+    """overwrite replaces an earlier series; a folder holding anything else is never emptied."""
+    v = make_thorax_phantom(5.0, z_extent_mm=20)
+    work = tmp_path / "results"
+    (work / "sub").mkdir(parents=True)
+    (work / "notes.txt").write_text("months of work")
+    (work / "sub" / "table.csv").write_text("x")
+    with pytest.raises(nj.CTWriteError, match="holds more than a DICOM series"):
+        nj.write_dicom_series(v, work, overwrite=True)
+    assert (work / "notes.txt").read_text() == "months of work" and (work / "sub" / "table.csv").exists()
+    series = tmp_path / "series"
+    first = nj.write_dicom_series(v, series)
+    again = nj.write_dicom_series(v.with_hu(v.hu + 1), series, overwrite=True)
+    assert [p.name for p in again] == [p.name for p in first] and len(list(series.iterdir())) == len(first)
+    assert np.allclose(nj.load_ct(series).hu, v.hu + 1, atol=0.1)  # the new series (float HU: within the slope)
+    # the series folder is readable like any new folder (the umask's mode, not 0700)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(series.stat().st_mode) == 0o777 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "series"]  # no temp folders left
+
+
+def test_metaimage_data_file_is_a_target_too(tmp_path):
+    v = make_thorax_phantom(5.0, z_extent_mm=20)
+    (tmp_path / "x.raw").write_text("someone's raw data")
+    with pytest.raises(nj.CTWriteError, match="x.raw: already exists"):
+        nj.io.write.write_image(v, tmp_path / "x.mhd")
+    assert (tmp_path / "x.raw").read_text() == "someone's raw data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.raw"]
+    nj.io.write.write_image(v, tmp_path / "x.mhd", overwrite=True)
+    assert np.array_equal(nj.load_ct(tmp_path / "x.mhd").hu, v.hu)
+
+
+def test_writers_refuse_non_finite_voxels_and_folders_as_files(tmp_path):
+    v = make_thorax_phantom(5.0, z_extent_mm=20)
+    hu = v.hu.copy()
+    hu[0, 0, 0] = np.nan
+    bad = nj.CTVolume(hu, spacing=v.spacing)  # CTVolume allows NaN; the writers do not
+    with pytest.raises(nj.CTWriteError, match="NaN"):
+        nj.write_nifti(bad, tmp_path / "a.nii.gz")
+    with pytest.raises(nj.CTWriteError, match="NaN"):
+        nj.write_dicom_series(bad, tmp_path / "s")
+    (tmp_path / "dir.nii.gz").mkdir()
+    with pytest.raises(nj.CTWriteError, match="is a folder"):
+        nj.write_nifti(v, tmp_path / "dir.nii.gz", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.nii.gz"]
+
+
+def test_phantom_read_back_from_files_is_still_simulated_with_poisson(tmp_path):
+    v = make_thorax_phantom(5.0, z_extent_mm=20)
+    nj.write_nifti(v, tmp_path / "p.nii.gz")
+    nj.io.write.write_image(v, tmp_path / "p.mha")
+    nj.write_dicom_series(v, tmp_path / "p")
+    for path in ("p.nii.gz", "p.mha", "p"):
+        back = nj.load_ct(tmp_path / path)
+        assert back.series_description == v.series_description, path
+        assert "poisson" in nj.simulate_low_dose(back, 0.25).notes[-1], path
+    # a simulated copy is no longer noise-free: only the missing noise is added to it
+    low = nj.simulate_low_dose(v, 0.5)
+    nj.write_nifti(low, tmp_path / "low.nii.gz")
+    assert "insert" in nj.simulate_low_dose(nj.load_ct(tmp_path / "low.nii.gz"), 0.25).notes[-1]
+    # the shipped sample data too
+    for path in ("thorax_phantom.nii.gz", "thorax_phantom_dicom"):
+        assert "poisson" in nj.simulate_low_dose(nj.load_ct(SAMPLE_DATA / path), 0.25).notes[-1]

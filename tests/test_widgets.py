@@ -569,3 +569,103 @@ def test_swipe_and_difference_layers_are_not_offered_as_inputs(before_after):
     assert not any(name.startswith("swipe") for name in names)
     widget.mode_box.value = "difference"
     assert len(widget._choices()) == 2
+
+
+# -------------------------------------------------------------------------------------------------
+# Review fixes: slices matched by position, axial view, removed inputs, Compare in 3D
+# -------------------------------------------------------------------------------------------------
+def test_metrics_match_slices_by_position_not_by_index(make_napari_viewer, qtbot):
+    """A one-slice simulation of slice 20, and a slab that starts at slice 10, are measured against
+    the reference slices where they lie; layers on another grid are refused."""
+    from napari_jointrecon.metrics import image_metrics
+
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    full = np.asarray(ct.data, dtype=np.float32)
+    viewer.dims.set_point(0, float(ct.data_to_world((20, 0, 0))[0]))
+    sim = _dock(viewer, "Simulate dose")
+    sim.layer_box.value, sim.scope_box.value = ct, "slice"
+    _run_and_wait(qtbot, sim)
+    one = viewer.layers[-1]
+    assert one.data.shape[0] == 1
+    metrics = _dock(viewer, "Metrics")
+    metrics.image_box.value, metrics.reference_box.value = one, ct
+    res = metrics.measure_slice()
+    assert res["slice 20"]["psnr"] == pytest.approx(image_metrics(np.asarray(one.data[0]), full[20])["psnr"])
+    # a slab copied from slices 10-19, with no metadata at all: identical voxels, a perfect match
+    slab = viewer.add_image(full[10:20], name="slab", scale=ct.scale,
+                            translate=ct.data_to_world((10, 0, 0)))
+    viewer.dims.set_point(0, float(ct.data_to_world((15, 0, 0))[0]))
+    metrics.image_box.value, metrics.reference_box.value = slab, ct
+    res = metrics.measure_slice()
+    assert res["slice 15"]["rmse_hu"] == 0.0
+    metrics.measure_volume()
+    qtbot.waitUntil(lambda: metrics._worker is None, timeout=60000)
+    assert metrics.per_slice["slice"] == list(range(10, 20)) and not any(metrics.per_slice["rmse_hu"])
+    # the same array half a slice off, or with another spacing: refused, not measured
+    for kwargs in ({"translate": ct.data_to_world((10.5, 0, 0))},
+                   {"scale": (ct.scale[0] * 2, *ct.scale[1:]), "translate": ct.translate}):
+        off = viewer.add_image(full[10:20], name="off", **{"scale": ct.scale, **kwargs})
+        metrics.image_box.value = off
+        assert metrics.measure_slice() == {} and "same voxel grid" in metrics.status.value
+        viewer.layers.remove(off)
+    # a slab reaching past the reference's end is refused
+    past = viewer.add_image(full[40:48], name="past", scale=ct.scale, translate=ct.data_to_world((44, 0, 0)))
+    metrics.image_box.value = past
+    assert metrics.measure_slice() == {} and "do not overlap" in metrics.status.value
+
+
+def test_displayed_slice_tools_need_the_axial_2d_view(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    widget = _dock(viewer, "Denoise")
+    widget.scope_box.value = "slice"
+    viewer.dims.order = (1, 0, 2)  # a coronal view
+    assert widget.run() is None and "coronal or sagittal" in widget.status.value
+    viewer.dims.order = (0, 1, 2)
+    viewer.dims.ndisplay = 3
+    assert widget.run() is None and "3D view" in widget.status.value
+    metrics = _dock(viewer, "Metrics")
+    metrics.image_box.value = ct
+    assert metrics.measure_slice() == {} and "3D view" in metrics.status.value
+    viewer.dims.ndisplay = 2
+    _run_and_wait(qtbot, widget)
+    assert len(viewer.layers) == 2
+
+
+def test_a_layer_removed_mid_run_gets_no_result(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    widget = _dock(viewer, "Denoise")
+    widget.scope_box.value = "volume"
+    other = viewer.add_image(np.asarray(ct.data[:4]), name="other", scale=ct.scale)
+    widget.layer_box.value = ct
+    said = []
+    with mock.patch("napari.utils.notifications.show_info", side_effect=said.append):
+        assert widget.run() is not None
+        viewer.layers.remove(ct)
+        qtbot.waitUntil(lambda: not widget.running, timeout=120000)
+    assert list(viewer.layers) == [other] and any("removed meanwhile" in t for t in said)
+
+
+def test_compare_slice_modes_return_to_2d_and_side_by_side_fits_the_view(before_after):
+    viewer, ct, after, widget = before_after
+    viewer.dims.ndisplay = 3
+    widget.mode_box.value = "difference"
+    assert viewer.dims.ndisplay == 2 and "2D view" in widget.status.value
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.zoom *= 4
+    zoomed = camera.zoom
+    widget.mode_box.value = "side"
+    assert camera.zoom < zoomed  # reset to fit both cells
+
+
+def test_metrics_say_when_rois_are_2d(make_napari_viewer):
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    rois = viewer.add_shapes([np.array([[40, 40], [40, 60], [60, 60], [60, 40]])], shape_type="polygon",
+                             name="flat rois")
+    metrics = _dock(viewer, "Metrics")
+    metrics.image_box.value, metrics.reference_box.value, metrics.roi_box.value = ct, None, rois
+    metrics.measure_slice()
+    assert "2D Shapes layer" in metrics.status.value

@@ -31,6 +31,27 @@ def _itk_to_napari(image) -> tuple[tuple, tuple, np.ndarray]:
     return spacing, origin, direction
 
 
+#: Start of the file notes (NIfTI ``descrip``, 80 characters) that this package's writer puts in:
+#: ``"jointrecon: SERIES | STUDY"``, the volume's series and study descriptions.
+FILE_NOTES_PREFIX = "jointrecon: "
+
+
+def file_notes(series_description: str, study_description: str) -> str:
+    """The file notes the writer stores (read back by :func:`file_notes_descriptions`)."""
+    return f"{FILE_NOTES_PREFIX}{series_description} | {study_description}"[:79]
+
+
+def file_notes_descriptions(image) -> tuple[str, str]:
+    """Series and study descriptions from the file notes this package wrote; ``("", "")`` for a
+    file written elsewhere (whose notes are not ours to interpret)."""
+    notes = next((image.GetMetaData(k) for k in ("ITK_FileNotes", "descrip") if image.HasMetaDataKey(k)), "")
+    notes = notes.strip().strip("\x00")
+    if not notes.startswith(FILE_NOTES_PREFIX):
+        return "", ""
+    series, _, study = notes[len(FILE_NOTES_PREFIX):].partition(" | ")
+    return series.strip(), study.strip()
+
+
 def read_itk(path: str | os.PathLike, fmt: str) -> CTVolume:
     """Read a NIfTI/MetaImage/NRRD file as a CT volume (values taken as HU).
 
@@ -71,6 +92,7 @@ def read_itk(path: str | os.PathLike, fmt: str) -> CTVolume:
     elif dim != 3:
         raise CTReadError(f"{path}: {dim}D image; a CT volume must be 3D")
     spacing, origin, direction = _itk_to_napari(image)
+    series, study = file_notes_descriptions(image)
     hu = sitk.GetArrayFromImage(image)
     if hu.size and float(np.nanmin(hu)) >= 0:
         notes.append(
@@ -82,7 +104,8 @@ def read_itk(path: str | os.PathLike, fmt: str) -> CTVolume:
         origin=origin,
         direction=direction,
         modality="",
-        series_description=os.path.basename(path),
+        series_description=series or os.path.basename(path),
+        study_description=study,
         source=path,
         source_files=(path,) + _sidecars(path),
         source_format=fmt,

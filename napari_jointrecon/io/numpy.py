@@ -56,14 +56,21 @@ def read_numpy(path: str | os.PathLike) -> CTVolume:
         raise CTReadError(f"{path}: array of shape {arr.shape}; a CT volume must be 2D or 3D (z, y, x)")
     if spacing == (1.0, 1.0, 1.0):
         notes.append("NumPy array: values taken as HU, spacing assumed 1 mm (the file has none)")
-    return CTVolume(
-        hu=arr.astype(np.float32),
-        spacing=spacing,
-        origin=origin,
-        modality="",
-        series_description=os.path.basename(path),
-        source=path,
-        source_files=(path,),
-        source_format="numpy",
-        notes=notes,
-    )
+    hu = arr.astype(np.float32)
+    if hu.size and (float(np.min(hu)) >= 0 or float(np.max(hu)) > 40000):
+        notes.append("values from {:g} to {:g}: these may not be Hounsfield units (air is about -1000 HU, "
+                     "bone a few thousand)".format(float(np.min(hu)), float(np.max(hu))))
+    try:
+        return CTVolume(
+            hu=hu,
+            spacing=spacing,
+            origin=origin,
+            modality="",
+            series_description=os.path.basename(path),
+            source=path,
+            source_files=(path,),
+            source_format="numpy",
+            notes=notes,
+        )
+    except ValueError as exc:  # e.g. a spacing of two values, or of zero
+        raise CTReadError(f"{path}: {exc}") from exc

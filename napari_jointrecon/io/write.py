@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import CTWriteError
 from ..volume import CTVolume
 from ..windows import WINDOW_PRESETS
-from .itk import ITK_SUFFIXES
+from .itk import ITK_SUFFIXES, file_notes
 
 __all__ = ["write_nifti", "write_image", "write_dicom_series", "derived_description"]
 
@@ -45,13 +45,43 @@ def _check_target(target: Path, volume: CTVolume, *, overwrite: bool, folder: bo
                 f"{target}: refusing to write into a folder that holds the volume's source files; "
                 "choose another folder"
             )
+    if not folder and target.is_dir():
+        raise CTWriteError(f"{target}: is a folder; give a file name")
     if target.exists():
         if folder and target.is_dir() and not any(target.iterdir()):
             return
         if not overwrite:
-            raise CTWriteError(f"{target}: already exists; choose another name or pass overwrite=True")
+            raise CTWriteError(f"{target}: already exists; choose another name or pass overwrite=True "
+                               "(--overwrite on the command line)")
         if folder and not target.is_dir():
             raise CTWriteError(f"{target}: exists and is not a folder")
+        if folder:
+            other = [p.name for p in target.iterdir() if not (p.is_file() and p.suffix.lower() == ".dcm")]
+            if other:
+                raise CTWriteError(
+                    f"{target}: holds more than a DICOM series ({', '.join(sorted(other)[:3])}"
+                    f"{', ...' if len(other) > 3 else ''}); overwrite replaces only a folder of .dcm "
+                    "files: choose another folder")
+
+
+def _check_voxels(volume: CTVolume) -> None:
+    if not np.isfinite(volume.hu).all():
+        raise CTWriteError("the volume has NaN or infinite voxels; nothing was written")
+
+
+def _new_temp_folder(parent: Path) -> Path:
+    """A hidden temporary folder in ``parent``, made with the default permissions (the umask's, as
+    the folder it becomes must be readable like any other; ``tempfile.mkdtemp`` gives 0700)."""
+    import uuid
+
+    for _ in range(100):
+        tmp = parent / f".jointrecon-{uuid.uuid4().hex[:12]}"
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+    raise CTWriteError(f"{parent}: could not make a temporary folder")
 
 
 def _storage_array(hu: np.ndarray) -> np.ndarray:
@@ -67,7 +97,8 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     Returns
     -------
     pathlib.Path
-        The file written.
+        The file written (for ``.mhd``/``.nhdr`` the header; its data file lies beside it and is
+        checked like the target).
 
     Raises
     ------
@@ -79,6 +110,7 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
 
     path = Path(path)
     _check_target(path, volume, overwrite=overwrite, folder=False)
+    _check_voxels(volume)
     suffix = next((s for s in sorted(ITK_SUFFIXES, key=len, reverse=True)
                    if path.name.lower().endswith(s)), None)
     if suffix is None:
@@ -87,6 +119,8 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     image.SetSpacing(tuple(float(s) for s in volume.spacing[::-1]))
     image.SetOrigin(tuple(float(o) for o in volume.origin[::-1]))
     image.SetDirection(tuple(float(v) for v in np.asarray(volume.direction)[::-1, ::-1].ravel()))
+    if volume.series_description or volume.study_description:
+        image.SetMetaData("ITK_FileNotes", file_notes(volume.series_description, volume.study_description))
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary folder beside the target under the final name, then move the file(s)
     # (a .mhd/.nhdr header has a separate data file), so an interrupted write leaves nothing.
@@ -94,8 +128,12 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     try:
         sitk.WriteImage(image, str(tmp / path.name),
                         useCompression=suffix.endswith(".gz") or suffix == ".mha")
-        for produced in sorted(tmp.iterdir()):
-            os.replace(produced, path.parent / produced.name)
+        produced = sorted(tmp.iterdir())
+        for p in produced:  # the data file of a .mhd/.nhdr header is a target too
+            if p.name != path.name:
+                _check_target(path.parent / p.name, volume, overwrite=overwrite, folder=False)
+        for p in produced:
+            os.replace(p, path.parent / p.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -152,7 +190,9 @@ def write_dicom_series(
     ----------
     volume : CTVolume
     folder : path
-        A new or empty folder (never one holding the volume's source files).
+        A new or empty folder (never one holding the volume's source files); with ``overwrite``,
+        also a folder holding nothing but ``.dcm`` files (a series written before), which are
+        replaced. Anything else in it is refused, so nothing but an old series is ever deleted.
     model, dose : optional
         Named in SeriesDescription and DerivationDescription (dose as a fraction or a percentage).
     description : str, optional
@@ -169,6 +209,7 @@ def write_dicom_series(
 
     folder = Path(folder)
     _check_target(folder, volume, overwrite=overwrite, folder=True)
+    _check_voxels(volume)
     hu = volume.hu
     direction = np.asarray(volume.direction, dtype=float)
     normal, col_cos, row_cos = direction[:, 0], direction[:, 1], direction[:, 2]
@@ -194,7 +235,7 @@ def write_dicom_series(
     dz, dy, dx = volume.spacing
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".jointrecon-", dir=folder.parent))
+    tmp = _new_temp_folder(folder.parent)
     written: list[Path] = []
     try:
         for k in range(stored.shape[0]):
@@ -216,6 +257,8 @@ def write_dicom_series(
             ds.Modality = "CT"
             ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
             ds.SeriesDescription = series_description
+            if "StudyDescription" not in ds and volume.study_description:
+                ds.StudyDescription = volume.study_description[:64]
             ds.DerivationDescription = f"napari-jointrecon: {series_description}"[:1024]
             ds.SeriesNumber = series_number
             ds.InstanceNumber = k + 1
@@ -250,12 +293,13 @@ def write_dicom_series(
             name = tmp / f"{k + 1:04d}.dcm"
             ds.save_as(name, enforce_file_format=True)
             written.append(folder / name.name)
-        if folder.exists():
-            if overwrite and any(folder.iterdir()):
-                shutil.rmtree(folder)
-            else:
-                folder.rmdir()
+        if folder.exists():  # empty, or (checked above) holding only .dcm files
+            for old_file in folder.iterdir():
+                old_file.unlink()
+            folder.rmdir()
         os.replace(tmp, folder)
+    except (ValueError, TypeError, AttributeError) as exc:  # pydicom refusing a value
+        raise CTWriteError(f"{folder}: cannot write the series: {exc}") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -48,16 +48,24 @@ def measure_speed(name: str, size: int = 512, runs: int = 5, threads: int = 2) -
     return n / statistics.median(times)
 
 
+#: Changes when a metric's definition changes, so that cached rows are computed again (2: the body
+#: mask no longer loses the body where it touches the image's edge).
+METRICS_VERSION = 2
+
+
 def _row_key(name: str) -> str:
-    """Identifies a model's current version: its weights' checksum, or the classical settings."""
+    """Identifies a model's current version (its weights' checksum, or the classical settings) and
+    that of the metrics."""
     card = read_card(name)
     if card is not None:
-        return card["sha256"][:16]
-    if name == "input":
-        return "input"
-    from ..models import classical
+        key = card["sha256"][:16]
+    elif name == "input":
+        key = "input"
+    else:
+        from ..models import classical
 
-    return "classical-" + json.dumps(classical.FACTORS.get(name, {}), sort_keys=True)
+        key = "classical-" + json.dumps(classical.FACTORS.get(name, {}), sort_keys=True)
+    return f"{key} metrics-{METRICS_VERSION}"
 
 
 def _rows(names, low_by_dose, clean, log, tag: str, row_cache: Path | None):

@@ -10,6 +10,7 @@ from .._writer import layer_to_volume
 from ..volume import CTVolume
 
 __all__ = ["ThreadedWidget", "layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
+           "slice_offset", "axial_view_problem",
            "layer_points_world", "result_layer_kwargs", "widen_contrast_range",
            "connect_layer_events", "notify_error"]
 
@@ -57,6 +58,40 @@ def current_slice(viewer, layer) -> int:
     point = np.asarray(viewer.dims.point, dtype=float)[-layer.ndim:]
     k = int(np.round(layer.world_to_data(point)[0]))
     return int(np.clip(k, 0, layer.data.shape[0] - 1))
+
+
+def slice_offset(base, other) -> int:
+    """The slice of ``base`` (3D) where slice 0 of ``other`` (3D) lies, by their geometry."""
+    return int(round(float(base.world_to_data(other.data_to_world((0.0, 0.0, 0.0)))[0])))
+
+
+def grid_problem(base, other) -> str:
+    """Why the voxels of 3D ``other`` do not lie on voxels of 3D ``base`` ('' when they do: the same
+    slice spacing and rows and columns, slices of ``other`` on slices of ``base``)."""
+    corners = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    idx = np.array([base.world_to_data(other.data_to_world(c)) for c in corners], dtype=float)
+    steps = idx[1:] - idx[0]
+    aligned = (np.allclose(steps, np.eye(3), atol=0.05) and np.allclose(idx[0, 1:], 0.0, atol=0.25)
+               and abs(idx[0, 0] - round(idx[0, 0])) < 0.25)
+    if aligned:
+        return ""
+    return (f"'{other.name}' and '{base.name}' are not on the same voxel grid (other spacing, "
+            "position or orientation): metrics compare them voxel by voxel.")
+
+
+def axial_view_problem(viewer, layer, *, allow_3d: bool = False) -> str:
+    """Why "the displayed slice" of ``layer`` is not an axial slice on screen ('' when it is):
+    the view shows another plane (the layer's first axis is displayed), or the 3D canvas."""
+    if layer.ndim < 3:
+        return ""
+    if viewer.dims.ndisplay == 3 and not allow_3d:
+        return ("The 3D view shows no single slice: switch to the 2D view (the 2D/3D button) to choose "
+                "the axial slice.")
+    first_axis = viewer.dims.ndim - layer.ndim  # the layer's slice axis among the viewer's dims
+    if viewer.dims.ndisplay == 2 and first_axis in viewer.dims.displayed:
+        return ("The view shows a coronal or sagittal plane: these tools work on axial slices; "
+                "reset the axis order (the transpose/roll buttons) to see them.")
+    return ""
 
 
 def off_slice_problem(viewer, layer, *, first: int = 0) -> str:
@@ -132,6 +167,9 @@ class ThreadedWidget(Container):
     """
 
     busy_text = "A run is already going: wait for it or press Cancel."
+    #: Whether "the displayed slice" may be chosen in the 3D view (the point-cloud widget shows its
+    #: result there, with the slice as a plane at the slider's position).
+    slice_in_3d = False
 
     def __init__(self, napari_viewer):
         super().__init__(labels=False)
@@ -162,7 +200,8 @@ class ThreadedWidget(Container):
             self._say(issue)
             return None
         layer = self.layer_box.value
-        off = off_slice_problem(self._viewer, layer) if displayed_slice else ""
+        off = ((axial_view_problem(self._viewer, layer, allow_3d=self.slice_in_3d)
+                or off_slice_problem(self._viewer, layer)) if displayed_slice else "")
         if off:
             self._say(off)
             return None
@@ -187,6 +226,18 @@ class ThreadedWidget(Container):
                     if not ct_layer_problem(layer, need_volume=need_volume)]
             if good:
                 self.layer_box.value = good[0]
+
+    def _removed(self, layer) -> bool:
+        """Whether ``layer`` left the viewer while the job ran (then nothing is added, and the
+        status says why)."""
+        from napari.utils.notifications import show_info
+
+        if layer in self._viewer.layers:
+            return False
+        text = f"'{layer.name}' was removed meanwhile: nothing was added."
+        self._say(text)
+        show_info(text)  # the status is soon the next run's readiness
+        return True
 
     def _failed(self, what: str, exc: Exception) -> None:
         text = f"{what} failed: {exc}"

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton
 
-from ._common import connect_layer_events, ct_layer_problem, current_slice, layer_choices, off_slice_problem
+from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices, off_slice_problem,
+                      slice_offset)
 
 if TYPE_CHECKING:
     import napari
@@ -111,6 +112,10 @@ class CompareWidget(Container):
         self._remove_swipe()
         mode = self.mode_box.value
         viewer = self._viewer
+        to_2d = mode in MODE_TEXT or mode == "difference"
+        switched = to_2d and viewer.dims.ndisplay == 3
+        if switched:  # blend, swipe and difference are slice tools: in 3D they would show MIPs
+            viewer.dims.ndisplay = 2
         _grid(viewer).enabled = mode == "side"
         for layer in viewer.layers:
             if layer._type_string == "image" and layer not in (before, after, self._diff_layer):
@@ -132,6 +137,7 @@ class CompareWidget(Container):
             self._diff_layer.visible = mode == "difference"
         if mode == "side":
             _grid(viewer).shape = (1, -1)
+            viewer.reset_view()  # both whole slices in their cells
             self._say(f"Side by side: '{before.name}' | '{after.name}' (one camera, slices linked).")
         elif mode == "blend":
             self._order(before, after)
@@ -144,6 +150,8 @@ class CompareWidget(Container):
             self._say(self._off_after(before, after) or MODE_TEXT[mode])
         elif mode == "difference":
             self._show_difference(before, after)
+        if switched:
+            self._say(self.status.value + " (Switched to the 2D view: this mode compares slices.)")
         return mode
 
     def _order(self, before, after) -> None:
@@ -185,14 +193,9 @@ class CompareWidget(Container):
 
     def _off_after(self, before, after) -> str:
         """A note when 'after' (a slab result) has no slice where the viewer is ('' otherwise)."""
-        first = self._offset(before, after) if after.ndim == 3 else 0
+        first = slice_offset(before, after) if after.ndim == 3 else 0
         off = off_slice_problem(self._viewer, after, first=first)
         return off.replace("move the slider onto it", "only 'before' is shown here") if off else ""
-
-    @staticmethod
-    def _offset(before, after) -> int:
-        """The slice of 'before' where slice 0 of 'after' lies (by their geometry)."""
-        return int(round(float(before.world_to_data(after.data_to_world((0.0, 0.0, 0.0)))[0])))
 
     def _slice_moved(self, *_) -> None:
         mode = self.mode_box.value
@@ -245,7 +248,7 @@ class CompareWidget(Container):
 
     # difference -------------------------------------------------------------------------------
     def _show_difference(self, before, after) -> None:
-        first = self._offset(before, after) if after.ndim == 3 else 0
+        first = slice_offset(before, after) if after.ndim == 3 else 0
         n = after.data.shape[0] if after.ndim == 3 else 1
         if after.ndim == 3 and before.data.shape[1:] == after.data.shape[1:] and 0 <= first \
                 and first + n <= before.data.shape[0]:

@@ -188,7 +188,7 @@ class DenoiseWidget(ThreadedWidget):
         self._say(text)
 
     def _on_result(self, layer, result, info) -> None:
-        if self._cancelled:
+        if self._cancelled or self._removed(layer):
             return
         hu, device, dose, raw, runtime = result
         # compiled: what ran, not what was asked for (a failed compile runs the plain network)

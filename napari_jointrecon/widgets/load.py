@@ -36,7 +36,10 @@ class LoadWidget(Container):
         self.file_edit = FileEdit(label="File", mode="r", nullable=True)
         self.folder_edit = FileEdit(label="DICOM folder", mode="d", nullable=True)
         self.scan_button = PushButton(text="Scan")
-        self.series_box = ComboBox(label="Series", choices=[])
+        # a callable: napari resets every dock widget's choices when layers change, and a fixed
+        # list would fall back to the empty one the box was made with
+        self._series_labels: list[tuple[str, str]] = []
+        self.series_box = ComboBox(label="Series", choices=lambda _w: self._series_labels)
         self.load_button = PushButton(text="Load")
         self.window_box = ComboBox(label="Window", choices=list(WINDOW_PRESETS), value="soft_tissue")
         self.status = Label(value="Choose a file or a DICOM folder.")
@@ -68,8 +71,18 @@ class LoadWidget(Container):
         if edit.value is not None and str(edit.value) not in ("", "."):
             with other.changed.blocked():
                 other.value = None
-        self._series = []
-        self.series_box.choices = []
+        self._set_series([])
+
+    def _set_series(self, series: list[SeriesInfo]) -> None:
+        """The scanned series and the box's entries (numbered: magicgui keeps one entry per label,
+        and series can look alike; those that read alike get the end of their key, the UID and #n
+        for the parts of one UID that do not stack together)."""
+        self._series = series
+        labels = [s.label() for s in series]
+        labels = [f"{text} · …{s.key[-12:]}" if labels.count(text) > 1 else text
+                  for text, s in zip(labels, series)]
+        self._series_labels = [(f"{i + 1}. {text}", s.key) for i, (text, s) in enumerate(zip(labels, series))]
+        self.series_box.reset_choices()
 
     def _say(self, text: str) -> None:
         self.status.value = text
@@ -83,19 +96,12 @@ class LoadWidget(Container):
             self._say("Choose a file or a DICOM folder first.")
             return []
         try:
-            self._series = scan_series(path)
+            series = scan_series(path)
         except CTReadError as exc:
-            self._series = []
-            self.series_box.choices = []
+            self._set_series([])
             self._say(str(exc))
             return []
-        # numbered labels: magicgui keeps one entry per label, and series can look alike
-        labels = [s.label() for s in self._series]
-        # series that read alike are told apart by the end of their key (UID, and #n for the parts
-        # of one UID that do not stack together)
-        labels = [f"{text} · …{s.key[-12:]}" if labels.count(text) > 1 else text
-                  for text, s in zip(labels, self._series)]
-        self.series_box.choices = [(f"{i + 1}. {text}", s.key) for i, (text, s) in enumerate(zip(labels, self._series))]
+        self._set_series(series)
         self._say(f"{len(self._series)} series found.")
         return self._series
 
@@ -111,6 +117,9 @@ class LoadWidget(Container):
             self._say("A volume is already loading.")
             return None
         series = self.series_box.value if self._series and len(self._series) > 1 else None
+        if len(self._series) > 1 and series is None:
+            self._say("Choose one of the series found (Scan lists them).")
+            return None
         self.load_button.enabled = False
         self._say(f"Loading {path.name} ...")
         worker = create_worker(
@@ -122,11 +131,17 @@ class LoadWidget(Container):
         return worker
 
     def _add_volume(self, volume: CTVolume) -> None:
-        kwargs = volume.layer_kwargs(window=self.window_box.value)
-        widen_contrast_range(self._viewer.add_image(volume.hu, **kwargs))
-        text = f"Loaded {volume.shape[0]} x {volume.shape[1]} x {volume.shape[2]}"
+        try:
+            kwargs = volume.layer_kwargs(window=self.window_box.value)
+            widen_contrast_range(self._viewer.add_image(volume.hu, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
+            self._failed(exc)
+            return
+        text = f"Loaded '{kwargs['name']}': {volume.shape[0]} x {volume.shape[1]} x {volume.shape[2]}"
         if volume.notes:
-            text += ". " + " ".join(volume.notes[-3:])
+            shown = volume.notes[:4]
+            more = f"; and {len(volume.notes) - len(shown)} more note(s)" if len(volume.notes) > len(shown) else ""
+            text += ". Notes: " + "; ".join(n.strip().rstrip(".") for n in shown) + more + "."
         self._say(text)
 
     def _failed(self, exc: Exception) -> None:

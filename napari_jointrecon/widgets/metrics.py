@@ -22,8 +22,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Table
 
 from .. import metrics as M
-from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices,
-                      layer_points_world, layer_volume, off_slice_problem)
+from ._common import (axial_view_problem, connect_layer_events, ct_layer_problem, current_slice, grid_problem,
+                      layer_choices, layer_points_world, layer_volume, off_slice_problem, slice_offset)
 
 if TYPE_CHECKING:
     import napari
@@ -143,15 +143,25 @@ class MetricsWidget(Container):
             return (image, None, 0), ""
         if ref is image:
             return None, "The image and the reference are the same layer."
-        first = int(image.metadata.get("denoise", {}).get("first_slice", 0)) if image.ndim == 3 else 0
-        n = image.data.shape[0] if image.ndim == 3 else 1
         ref_shape = ref.data.shape[-2:]
         if image.data.shape[-2:] != ref_shape:
             return None, f"Slice sizes differ: {image.data.shape[-2:]} vs {ref_shape}."
-        if ref.ndim == 3 and first + n > ref.data.shape[0]:
-            return None, "The image has more slices than the reference."
         if ref.ndim == 2 and image.ndim == 3:
             return None, f"'{ref.name}' is a single slice; choose a volume as the reference."
+        if image.ndim == 2 or ref.ndim == 2:
+            # a lone 2D slice has no place along z: it is measured against the reference's
+            # displayed slice (2D against 2D: against each other)
+            first = current_slice(self._viewer, ref) if ref.ndim == 3 else 0
+            return (image, ref, first), ""
+        # slices are matched where they lie in the patient, e.g. a slab result with the slices it
+        # came from, whatever the layers' names or metadata say
+        problem = grid_problem(ref, image)
+        if problem:
+            return None, problem
+        first, n = slice_offset(ref, image), image.data.shape[0]
+        if first < 0 or first + n > ref.data.shape[0]:
+            return None, (f"'{image.name}' lies at slices {first}-{first + n - 1} of '{ref.name}', which "
+                          f"has 0-{ref.data.shape[0] - 1}: they do not overlap wholly.")
         return (image, ref, first), ""
 
     def measure_slice(self, *_) -> dict:
@@ -161,7 +171,7 @@ class MetricsWidget(Container):
             self._say(issue)
             return {}
         image, ref, first = pair
-        off = off_slice_problem(self._viewer, image, first=first)
+        off = axial_view_problem(self._viewer, image) or off_slice_problem(self._viewer, image, first=first)
         if off:
             self._say(off)
             return {}
@@ -176,8 +186,9 @@ class MetricsWidget(Container):
         roi = self._roi_metrics(image, k, img)
         if roi:
             self.results[f"ROIs, slice {first + k}"] = roi
-        if ref is None and not roi:
-            self._say("Choose a reference layer, or draw ROIs (Add ROI layer) for noise and CNR.")
+        if ref is None and not set(roi) - {"note"}:
+            self._say(f"{roi['note']}." if "note" in roi else
+                      "Choose a reference layer, or draw ROIs (Add ROI layer) for noise and CNR.")
         elif "note" in roi:
             self._say(f"Slice {first + k} of '{image.name}': {roi['note']}.")
         else:
@@ -202,6 +213,10 @@ class MetricsWidget(Container):
         return list(moved.to_masks(mask_shape=image.data.shape))
 
     def _roi_metrics(self, image, k: int, img: np.ndarray) -> dict:
+        shapes = self.roi_box.value
+        if shapes is not None and len(shapes.data) and shapes.ndim < image.ndim:
+            return {"note": f"'{shapes.name}' is a 2D Shapes layer, so its ROIs have no place along z; "
+                            "draw them on a layer made with Add ROI layer"}
         masks = self._roi_masks(image)
         if not masks:
             return {}

@@ -27,6 +27,7 @@ __all__ = ["PointCloudWidget"]
 
 class PointCloudWidget(ThreadedWidget):
     busy_text = "A prediction is already running."
+    slice_in_3d = True
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         from ..joint import POINT_MODELS
@@ -93,6 +94,8 @@ class PointCloudWidget(ThreadedWidget):
         return self._start(worker)
 
     def _show(self, layer, k: int, model: str, result) -> None:
+        if self._removed(layer):
+            return
         try:
             self._show_layers(layer, k, model, result)
         except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable

@@ -17,6 +17,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..dose import DOSE_LEVELS
+from ..phantom import is_noise_free_phantom
 from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, layer_volume,
                       result_layer_kwargs, widen_contrast_range)
 
@@ -86,7 +87,7 @@ class SimulateWidget(ThreadedWidget):
             return None
         k0 = current_slice(self._viewer, layer) if scope == "slice" else 0
         hu = volume.hu[k0:k0 + 1] if scope == "slice" else volume.hu
-        method = "poisson" if volume.source_format == "generated" else "insert"
+        method = "poisson" if is_noise_free_phantom(volume) else "insert"
         dose, seed = float(self.dose_box.value), int(self.seed_spin.value)
         info = {"source": layer.name, "dose": dose, "seed": seed, "method": method, "first_slice": k0}
         self.progress.max, self.progress.value = hu.shape[0], 0
@@ -106,8 +107,7 @@ class SimulateWidget(ThreadedWidget):
     def _on_result(self, layer, out: np.ndarray, info: dict) -> None:
         if self._cancelled:
             return
-        if layer not in self._viewer.layers:
-            self._say(f"'{layer.name}' was removed meanwhile: nothing was added.")
+        if self._removed(layer):
             return
         name = f"{layer.name} · {info['dose'] * 100:g}% simulated"
         data = out if layer.ndim == 3 else out[0]
