@@ -204,3 +204,16 @@ def test_phantom_read_back_from_files_is_still_simulated_with_poisson(tmp_path):
     # the shipped sample data too
     for path in ("thorax_phantom.nii.gz", "thorax_phantom_dicom"):
         assert "poisson" in nj.simulate_low_dose(nj.load_ct(SAMPLE_DATA / path), 0.25).notes[-1]
+
+
+def test_values_below_minus_1024_survive_a_series_written_here(tmp_path):
+    """The reader turns out-of-field values below -1024 HU into air, but not in a series this
+    package wrote: noise in the air of a simulated scan comes back as it was."""
+    v = make_thorax_phantom(5.0, z_extent_mm=20)
+    hu = v.hu.copy()
+    hu[:, :8, :8] = np.random.default_rng(0).normal(-1000, 80, (hu.shape[0], 8, 8))  # noisy air
+    low = v.with_hu(hu)
+    assert low.hu.min() < -1024
+    nj.write_dicom_series(low, tmp_path / "low")
+    back = nj.load_ct(tmp_path / "low")
+    assert np.allclose(back.hu, low.hu, atol=0.1) and not any("set to air" in n for n in back.notes)

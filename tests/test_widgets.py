@@ -669,3 +669,12 @@ def test_metrics_say_when_rois_are_2d(make_napari_viewer):
     metrics.image_box.value, metrics.reference_box.value, metrics.roi_box.value = ct, None, rois
     metrics.measure_slice()
     assert "2D Shapes layer" in metrics.status.value
+
+
+def test_compare_clears_its_layers_when_an_input_is_removed(before_after):
+    viewer, ct, after, widget = before_after
+    widget.mode_box.value = "swipe"
+    assert any("swipe_of" in layer.metadata for layer in viewer.layers)
+    viewer.layers.remove(after)
+    assert not any("swipe_of" in layer.metadata for layer in viewer.layers)
+    assert "was removed" in widget.status.value

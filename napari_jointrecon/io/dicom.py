@@ -37,6 +37,8 @@ __all__ = ["read_dicom", "scan_dicom", "is_dicom_file", "AIR_HU", "MIN_HU"]
 AIR_HU = -1000.0
 #: No tissue or air is below this; lower stored values are padding outside the field of view.
 MIN_HU = -1024.0
+#: Start of the DerivationDescription of the series this package writes (io/write.py).
+DERIVATION_PREFIX = "napari-jointrecon:"
 
 _CT_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
@@ -429,6 +431,7 @@ def _decode_stack(stack: _Stack) -> tuple[np.ndarray, int, list[str]]:
     def work(item):
         n, (path, members) = item
         ds = members[0][1].dataset
+        written_here = str(ds.get("DerivationDescription", "")).startswith(DERIVATION_PREFIX)
         pixels, rescaled = _decode_file(path, ds)
         if rescaled:
             via_gdcm.append(path)
@@ -448,7 +451,9 @@ def _decode_stack(stack: _Stack) -> tuple[np.ndarray, int, list[str]]:
                 if pad is not None:
                     hu[pad] = AIR_HU
                     aired[n] += int(pad.sum())
-            below = hu < MIN_HU
+            # out-of-field values below MIN_HU become air; a series this package wrote has none
+            # (its writer stores every value, e.g. noise in the air of a simulated scan)
+            below = hu < MIN_HU if not written_here else np.zeros(hu.shape, bool)
             if below.any():
                 hu[below] = AIR_HU
                 aired[n] += int(below.sum())

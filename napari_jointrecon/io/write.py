@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import CTWriteError
 from ..volume import CTVolume
 from ..windows import WINDOW_PRESETS
+from .dicom import DERIVATION_PREFIX
 from .itk import ITK_SUFFIXES, file_notes
 
 __all__ = ["write_nifti", "write_image", "write_dicom_series", "derived_description"]
@@ -259,7 +260,7 @@ def write_dicom_series(
             ds.SeriesDescription = series_description
             if "StudyDescription" not in ds and volume.study_description:
                 ds.StudyDescription = volume.study_description[:64]
-            ds.DerivationDescription = f"napari-jointrecon: {series_description}"[:1024]
+            ds.DerivationDescription = f"{DERIVATION_PREFIX} {series_description}"[:1024]
             ds.SeriesNumber = series_number
             ds.InstanceNumber = k + 1
             ds.ContentDate = now.strftime("%Y%m%d")

@@ -74,7 +74,16 @@ class CompareWidget(Container):
                 and layer is not self._diff_layer]
 
     def reset_choices(self, *_):
+        gone = [layer.name for layer in (self.before_box.value, self.after_box.value)
+                if layer is not None and layer not in self._viewer.layers]
         super().reset_choices()
+        if gone:  # the curtain and the difference showed a layer that is no longer there
+            self._remove_swipe()
+            diff, self._diff_layer = self._diff_layer, None
+            if diff is not None and diff in self._viewer.layers:
+                self._viewer.layers.remove(diff)
+            self._say(f"'{gone[0]}' was removed: choose the layers to compare again.")
+            return
         images = [layer for _, layer in self._choices()]
         if self.after_box.value is None and images:
             denoised = [layer for layer in images if "denoise" in layer.metadata]
