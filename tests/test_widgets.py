@@ -678,3 +678,23 @@ def test_compare_clears_its_layers_when_an_input_is_removed(before_after):
     viewer.layers.remove(after)
     assert not any("swipe_of" in layer.metadata for layer in viewer.layers)
     assert "was removed" in widget.status.value
+
+
+def test_displayed_slice_of_an_oblique_series_is_the_one_napari_draws(make_napari_viewer, shared_data):
+    """A tilt-corrected series has an oblique affine: the widgets take the slice napari shows."""
+    import warnings
+
+    from napari_jointrecon.widgets._common import current_slice
+
+    ct = nj.load_ct(shared_data / "dicom-edge-cases" / "ge-gantry-tilt-head")
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(ct.hu, **ct.layer_kwargs())
+    assert not ct.is_axis_aligned
+    viewer.reset_view()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # napari: non-orthogonal slicing
+        for k in (5, 20, 67, 120):
+            viewer.dims.set_point(0, float(layer.data_to_world((k, 256, 256))[0]))
+            layer.refresh()
+            drawn = np.asarray(layer._slice.image.raw)
+            assert np.array_equal(drawn, layer.data[current_slice(viewer, layer)]), k

@@ -55,9 +55,19 @@ def current_slice(viewer, layer) -> int:
     """Index along the layer's first axis of the slice the viewer shows (clipped to the layer)."""
     if layer.ndim < 3:
         return 0
-    point = np.asarray(viewer.dims.point, dtype=float)[-layer.ndim:]
-    k = int(np.round(layer.world_to_data(point)[0]))
-    return int(np.clip(k, 0, layer.data.shape[0] - 1))
+    return int(np.clip(_displayed_index(viewer, layer), 0, layer.data.shape[0] - 1))
+
+
+def _displayed_index(viewer, layer) -> int:
+    """The slice napari draws: like napari, only the slider's position along the slice axis is
+    mapped to the layer's slice axis (for an oblique layer, such as a tilt-corrected series, the
+    full point would depend on where in the plane it lies)."""
+    z = float(np.asarray(viewer.dims.point, dtype=float)[-layer.ndim])
+    t = np.asarray(layer.world_to_data(np.zeros(layer.ndim)), dtype=float)
+    unit = np.zeros(layer.ndim)
+    unit[0] = 1.0
+    step = float(np.asarray(layer.world_to_data(unit), dtype=float)[0] - t[0])
+    return int(np.round(t[0] + step * z))
 
 
 def slice_offset(base, other) -> int:
@@ -99,8 +109,7 @@ def off_slice_problem(viewer, layer, *, first: int = 0) -> str:
     slices). ``first``: the volume slice of the layer's first slice, for slab results."""
     if layer.ndim < 3:
         return ""
-    point = np.asarray(viewer.dims.point, dtype=float)[-layer.ndim:]
-    if 0 <= int(np.round(layer.world_to_data(point)[0])) < layer.data.shape[0]:
+    if 0 <= _displayed_index(viewer, layer) < layer.data.shape[0]:
         return ""
     return (f"The displayed slice is outside '{layer.name}' (volume slices {first}-"
             f"{first + layer.data.shape[0] - 1}): move the slider onto it.")
