@@ -698,3 +698,20 @@ def test_displayed_slice_of_an_oblique_series_is_the_one_napari_draws(make_napar
             layer.refresh()
             drawn = np.asarray(layer._slice.image.raw)
             assert np.array_equal(drawn, layer.data[current_slice(viewer, layer)]), k
+
+
+def test_images_that_are_not_hu_get_a_note(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.random.default_rng(0).random((4, 64, 64)).astype(np.float32), name="photo-ish")
+    for name in ("Denoise", "Simulate dose"):
+        widget = _dock(viewer, name)
+        widget.layer_box.value = img
+        widget.scope_box.value = "volume"
+        if name == "Denoise":
+            widget.model_box.value = "tv"
+        _run_and_wait(qtbot, widget)
+        assert "Added" in widget.status.value and "Hounsfield" in widget.status.value
+    ct = _sample(viewer)
+    widget.layer_box.value = ct
+    _run_and_wait(qtbot, widget)
+    assert "Hounsfield" not in widget.status.value

@@ -10,7 +10,7 @@ from .._writer import layer_to_volume
 from ..volume import CTVolume
 
 __all__ = ["ThreadedWidget", "layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
-           "slice_offset", "axial_view_problem",
+           "slice_offset", "axial_view_problem", "hu_note",
            "layer_points_world", "result_layer_kwargs", "widen_contrast_range",
            "connect_layer_events", "notify_error"]
 
@@ -113,6 +113,16 @@ def off_slice_problem(viewer, layer, *, first: int = 0) -> str:
         return ""
     return (f"The displayed slice is outside '{layer.name}' (volume slices {first}-"
             f"{first + layer.data.shape[0] - 1}): move the slider onto it.")
+
+
+def hu_note(hu: np.ndarray) -> str:
+    """A warning when an image does not look like CT in HU ('' when it does): the models and the
+    dose simulation assume air at about -1000 HU."""
+    hu = np.asarray(hu)
+    if hu.size == 0 or float(np.nanmin(hu)) <= -500:
+        return ""
+    return (f" Note: no voxel is below -500 HU (lowest {float(np.nanmin(hu)):.4g}): is this CT in "
+            "Hounsfield units? Air should be about -1000.")
 
 
 def layer_points_world(layer) -> np.ndarray:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..dose import DOSE_LEVELS
-from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, layer_choices,
-                      layer_volume, result_layer_kwargs, widen_contrast_range)
+from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, hu_note,
+                      layer_choices, layer_volume, result_layer_kwargs, widen_contrast_range)
 
 if TYPE_CHECKING:
     import napari
@@ -167,10 +167,11 @@ class DenoiseWidget(ThreadedWidget):
         compile = bool(self.compile_box.value) and self._cards[model]["kind"] == "learned"
         info = {"model": model, "input": layer.name, "first_slice": k0, "slices": total,
                 "compiled": compile, "started": time.perf_counter()}
+        hu_warning = hu_note(hu)
         worker = create_worker(
             _denoise_job, hu, model, dose, device, compile, _start_thread=False,
             _connect={"yielded": self._on_progress,
-                      "returned": lambda result: self._on_result(layer, result, info),
+                      "returned": lambda result: self._on_result(layer, result, info, hu_warning),
                       "errored": lambda exc: self._failed("Denoising", exc),
                       "finished": self._on_finished},
         )
@@ -187,7 +188,7 @@ class DenoiseWidget(ThreadedWidget):
             text += f" ({p.message})"
         self._say(text)
 
-    def _on_result(self, layer, result, info) -> None:
+    def _on_result(self, layer, result, info, hu_warning: str = "") -> None:
         if self._cancelled or self._removed(layer):
             return
         hu, device, dose, raw, runtime = result
@@ -208,7 +209,8 @@ class DenoiseWidget(ThreadedWidget):
             self._failed("Denoising", exc)
             return
         estimated = f" (dose estimated from the noise: ≈{raw * 100:.0f} %)" if raw is not None else ""
-        self._say(f"Added '{name}': {info['slices']} slice(s) in {seconds:.1f} s on {device}{estimated}.")
+        self._say(f"Added '{name}': {info['slices']} slice(s) in {seconds:.1f} s on {device}{estimated}."
+                  + hu_warning)
 
     def _on_finished(self) -> None:
         self._run_finished()

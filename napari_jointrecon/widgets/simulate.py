@@ -18,8 +18,8 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 
 from ..dose import DOSE_LEVELS
 from ..phantom import is_noise_free_phantom
-from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, layer_volume,
-                      result_layer_kwargs, widen_contrast_range)
+from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, hu_note,
+                      layer_volume, result_layer_kwargs, widen_contrast_range)
 
 if TYPE_CHECKING:
     import napari
@@ -90,11 +90,12 @@ class SimulateWidget(ThreadedWidget):
         method = "poisson" if is_noise_free_phantom(volume) else "insert"
         dose, seed = float(self.dose_box.value), int(self.seed_spin.value)
         info = {"source": layer.name, "dose": dose, "seed": seed, "method": method, "first_slice": k0}
+        hu_warning = hu_note(hu)
         self.progress.max, self.progress.value = hu.shape[0], 0
         self._say(f"Simulating {dose * 100:g} % dose on {hu.shape[0]} slice(s) of '{layer.name}' ...")
         worker = create_worker(_simulate_job, hu, volume.spacing, dose, seed, method, k0, _start_thread=False,
                                _connect={"yielded": self._on_progress,
-                                         "returned": lambda out: self._on_result(layer, out, info),
+                                         "returned": lambda out: self._on_result(layer, out, info, hu_warning),
                                          "errored": lambda exc: self._failed("Simulation", exc),
                                          "finished": self._run_finished})
         return self._start(worker)
@@ -104,7 +105,7 @@ class SimulateWidget(ThreadedWidget):
         self.progress.max, self.progress.value = total, done
         self._say(f"{done}/{total} slices")
 
-    def _on_result(self, layer, out: np.ndarray, info: dict) -> None:
+    def _on_result(self, layer, out: np.ndarray, info: dict, hu_warning: str = "") -> None:
         if self._cancelled:
             return
         if self._removed(layer):
@@ -119,7 +120,7 @@ class SimulateWidget(ThreadedWidget):
             self._failed("Simulation", exc)
             return
         self._say(f"Added '{name}' ({info['method']} noise, seed {info['seed']}): denoise it, then "
-                  f"measure it against '{layer.name}' in Metrics.")
+                  f"measure it against '{layer.name}' in Metrics." + hu_warning)
 
 
 
