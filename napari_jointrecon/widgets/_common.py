@@ -10,7 +10,7 @@ from .._writer import layer_to_volume
 from ..volume import CTVolume
 
 __all__ = ["ThreadedWidget", "layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
-           "slice_offset", "axial_view_problem", "hu_note",
+           "slice_offset", "grid_problem", "axial_view_problem", "hu_note",
            "layer_points_world", "result_layer_kwargs", "widen_contrast_range",
            "connect_layer_events", "notify_error"]
 
