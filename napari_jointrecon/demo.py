@@ -76,7 +76,7 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
         ref_layer = viewer.layers[-1]
         ref_layer.name = "phantom full dose"
         full = layer_volume(ref_layer)
-        low = simulate_low_dose(full, dose, seed=0)  # Poisson counts in the projection domain
+        low = simulate_low_dose(full, dose, seed=0, method="poisson")  # noise-free: Poisson counts
         low_layer = viewer.add_image(low.hu, **low.layer_kwargs(name=f"phantom {dose * 100:g}% dose"))
         source = "sample data: thorax phantom (1 mm, noise-free) and its simulated low dose"
     timings["load"] = time.perf_counter() - t0

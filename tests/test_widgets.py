@@ -715,3 +715,21 @@ def test_images_that_are_not_hu_get_a_note(make_napari_viewer, qtbot):
     widget.layer_box.value = ct
     _run_and_wait(qtbot, widget)
     assert "Hounsfield" not in widget.status.value
+
+
+def test_simulate_uses_poisson_counts_for_the_phantom_even_renamed_and_not_for_its_copies(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    ct = _sample(viewer)
+    ct.name = "my phantom"
+    widget = _dock(viewer, "Simulate dose")
+    widget.layer_box.value, widget.scope_box.value = ct, "slice"
+    _run_and_wait(qtbot, widget)
+    low = viewer.layers[-1]
+    assert low.metadata["simulated"]["method"] == "poisson"
+    widget.layer_box.value = low
+    _run_and_wait(qtbot, widget)
+    assert viewer.layers[-1].metadata["simulated"]["method"] == "insert"
+    chest = viewer.add_image(np.asarray(ct.data) + 0.0, name="a scan", scale=ct.scale)
+    widget.layer_box.value = chest
+    _run_and_wait(qtbot, widget)
+    assert viewer.layers[-1].metadata["simulated"]["method"] == "insert"

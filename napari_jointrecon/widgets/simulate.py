@@ -87,7 +87,7 @@ class SimulateWidget(ThreadedWidget):
             return None
         k0 = current_slice(self._viewer, layer) if scope == "slice" else 0
         hu = volume.hu[k0:k0 + 1] if scope == "slice" else volume.hu
-        method = "poisson" if is_noise_free_phantom(volume) else "insert"
+        method = _method(layer, volume)
         dose, seed = float(self.dose_box.value), int(self.seed_spin.value)
         info = {"source": layer.name, "dose": dose, "seed": seed, "method": method, "first_slice": k0}
         hu_warning = hu_note(hu)
@@ -122,6 +122,16 @@ class SimulateWidget(ThreadedWidget):
         self._say(f"Added '{name}' ({info['method']} noise, seed {info['seed']}): denoise it, then "
                   f"measure it against '{layer.name}' in Metrics." + hu_warning)
 
+
+
+def _method(layer, volume) -> str:
+    """Poisson counts for the noise-free phantom (its layer may have been renamed: the volume it
+    was read or made as decides), "insert" for anything else, including a simulated or denoised
+    copy of the phantom, which already has noise."""
+    derived = any(key in layer.metadata for key in ("simulated", "denoise"))
+    source = layer.metadata.get("ct_volume")
+    phantom = is_noise_free_phantom(volume) or is_noise_free_phantom(source)
+    return "poisson" if phantom and not derived else "insert"
 
 
 def _simulate_job(hu: np.ndarray, spacing, dose: float, seed: int, method: str, first_index: int):
