@@ -201,6 +201,13 @@ def test_phantom_read_back_from_files_is_still_simulated_with_poisson(tmp_path):
     low = nj.simulate_low_dose(v, 0.5)
     nj.write_nifti(low, tmp_path / "low.nii.gz")
     assert "insert" in nj.simulate_low_dose(nj.load_ct(tmp_path / "low.nii.gz"), 0.25).notes[-1]
+    # a volume without a study description keeps its series name as it was
+    for series, study in (("my series", ""), ("CT | denoised unet | 25% dose", "chest study")):
+        named = nj.CTVolume(v.hu, spacing=v.spacing, series_description=series, study_description=study)
+        for suffix in (".nii.gz", ".mha", ".nrrd"):
+            nj.io.write.write_image(named, tmp_path / f"named{suffix}", overwrite=True)
+            back = nj.load_ct(tmp_path / f"named{suffix}")
+            assert (back.series_description, back.study_description) == (series, study), suffix
     # the shipped sample data too
     for path in ("thorax_phantom.nii.gz", "thorax_phantom_dicom"):
         assert "poisson" in nj.simulate_low_dose(nj.load_ct(SAMPLE_DATA / path), 0.25).notes[-1]

@@ -359,13 +359,20 @@ def test_swipe_cuts_only_the_displayed_slice(before_after):
 
 def test_difference_layer_is_after_minus_before(before_after):
     viewer, ct, after, widget = before_after
+    viewer.dims.set_point(0, float(ct.data_to_world((30, 0, 0))[0]))
     widget.mode_box.value = "difference"
     diff = viewer.layers[-1]
-    np.testing.assert_allclose(diff.data, np.asarray(after.data) - np.asarray(ct.data), atol=1e-4)
+    # the displayed slice only (cut again when the slice moves, like the swipe curtain)
+    np.testing.assert_allclose(diff.data[0], np.asarray(after.data[30]) - np.asarray(ct.data[30]), atol=1e-4)
+    np.testing.assert_allclose(diff.data_to_world((0, 5, 5)), ct.data_to_world((30, 5, 5)))
     assert diff.colormap.name == "bwr"
     lo, hi = diff.contrast_limits
     assert lo == pytest.approx(-hi) and hi > 0
     assert diff.visible and not ct.visible and not after.visible
+    viewer.dims.set_point(0, float(ct.data_to_world((12, 0, 0))[0]))
+    assert viewer.layers[-1] is diff and tuple(diff.contrast_limits) == (lo, hi)
+    np.testing.assert_allclose(diff.data[0], np.asarray(after.data[12]) - np.asarray(ct.data[12]), atol=1e-4)
+    np.testing.assert_allclose(diff.data_to_world((0, 5, 5)), ct.data_to_world((12, 5, 5)))
 
 
 def test_compare_with_a_slab_result_and_other_layers(make_napari_viewer):
@@ -385,10 +392,13 @@ def test_compare_with_a_slab_result_and_other_layers(make_napari_viewer):
     widget.mode_box.value = "blend"
     assert points.visible
     # difference: the slab against the slices of 'before' it was made from, in place
+    viewer.dims.set_point(0, float(ct.data_to_world((20, 0, 0))[0]))
     widget.mode_box.value = "difference"
     diff = viewer.layers[-1]
-    np.testing.assert_allclose(diff.data, np.asarray(slab.data) - np.asarray(ct.data[18:23]), atol=1e-4)
-    np.testing.assert_allclose(diff.data_to_world((0, 5, 5)), ct.data_to_world((18, 5, 5)))
+    np.testing.assert_allclose(diff.data[0], np.asarray(slab.data[2]) - np.asarray(ct.data[20]), atol=1e-4)
+    np.testing.assert_allclose(diff.data_to_world((0, 5, 5)), ct.data_to_world((20, 5, 5)))
+    viewer.dims.set_point(0, float(ct.data_to_world((30, 0, 0))[0]))
+    assert not diff.visible  # off the slab: nothing to subtract there
     # swipe off the slab: nothing to cut there, and the status says so
     viewer.dims.set_point(0, float(ct.data_to_world((30, 0, 0))[0]))
     widget.mode_box.value = "swipe"

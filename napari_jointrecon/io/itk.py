@@ -32,13 +32,14 @@ def _itk_to_napari(image) -> tuple[tuple, tuple, np.ndarray]:
 
 
 #: Start of the file notes (NIfTI ``descrip``, 80 characters) that this package's writer puts in:
-#: ``"jointrecon: SERIES | STUDY"``, the volume's series and study descriptions.
+#: ``"jointrecon: SERIES || STUDY"``, the volume's series and study descriptions (a derived series'
+#: description has single bars of its own).
 FILE_NOTES_PREFIX = "jointrecon: "
 
 
 def file_notes(series_description: str, study_description: str) -> str:
     """The file notes the writer stores (read back by :func:`file_notes_descriptions`)."""
-    return f"{FILE_NOTES_PREFIX}{series_description} | {study_description}"[:79]
+    return f"{FILE_NOTES_PREFIX}{series_description} || {study_description}"[:79]
 
 
 def file_notes_descriptions(image) -> tuple[str, str]:
@@ -48,7 +49,9 @@ def file_notes_descriptions(image) -> tuple[str, str]:
     notes = notes.strip().strip("\x00")
     if not notes.startswith(FILE_NOTES_PREFIX):
         return "", ""
-    series, _, study = notes[len(FILE_NOTES_PREFIX):].partition(" | ")
+    # the last " ||": an empty study description leaves the notes ending in " ||" once the file
+    # format or the strip above has dropped the trailing space
+    series, _, study = notes[len(FILE_NOTES_PREFIX):].rpartition(" ||")
     return series.strip(), study.strip()
 
 

@@ -46,6 +46,7 @@ class CompareWidget(Container):
         self._linked: tuple = ()
         self._swipe_layer = None
         self._diff_layer = None
+        self._diff_source = None  # (before, after, first slice of 'before' under 'after')
         self._grid_hidden: list = []  # non-image layers hidden while side by side (each would get a cell)
         self.swipe_times: list[float] = []
         self.before_box = ComboBox(label="Before", choices=self._choices, nullable=True)
@@ -79,9 +80,8 @@ class CompareWidget(Container):
         super().reset_choices()
         if gone:  # the curtain and the difference showed a layer that is no longer there
             self._remove_swipe()
-            diff, self._diff_layer = self._diff_layer, None
-            if diff is not None and diff in self._viewer.layers:
-                self._viewer.layers.remove(diff)
+            self._diff_source = None
+            self._remove_difference()
             self._say(f"'{gone[0]}' was removed: choose the layers to compare again.")
             return
         images = [layer for _, layer in self._choices()]
@@ -210,6 +210,8 @@ class CompareWidget(Container):
         mode = self.mode_box.value
         if mode == "swipe" and self._swipe_layer is not None:
             self._update_swipe()
+        if mode == "difference" and self._diff_layer is not None:
+            self._update_difference()
         pair = self._pair() if mode in MODE_TEXT else None
         if pair is not None:
             self._say(self._off_after(*pair) or MODE_TEXT[mode])
@@ -257,26 +259,60 @@ class CompareWidget(Container):
 
     # difference -------------------------------------------------------------------------------
     def _show_difference(self, before, after) -> None:
+        """After minus before on the displayed slice (cut again when the slice moves, like the
+        curtain: one slice of work, no second volume in memory)."""
         first = slice_offset(before, after) if after.ndim == 3 else 0
         n = after.data.shape[0] if after.ndim == 3 else 1
-        if after.ndim == 3 and before.data.shape[1:] == after.data.shape[1:] and 0 <= first \
-                and first + n <= before.data.shape[0]:
-            base = np.asarray(before.data[first:first + n], dtype=np.float32)  # a slab: its own slices
-        elif before.data.shape == after.data.shape:
-            base = np.asarray(before.data, dtype=np.float32)
-        else:
-            self._say(f"Shapes differ ({before.data.shape} vs {after.data.shape}) and 'after' is not a "
-                      "slab of 'before': no difference layer.")
-            return
-        diff = np.asarray(after.data, dtype=np.float32) - base
-        name = f"{after.name} − {before.name}"
-        if self._diff_layer is not None and self._diff_layer in self._viewer.layers:
-            self._viewer.layers.remove(self._diff_layer)
-        step = max(1, int(round((diff.size / 2e6) ** (1 / diff.ndim))))  # ~2 M samples are plenty
-        spread = float(np.percentile(np.abs(diff[(slice(None, None, step),) * diff.ndim]), 99.5)) or 1.0
-        self._diff_layer = self._viewer.add_image(
-            diff, name=name, scale=tuple(after.scale), translate=tuple(after.translate),
-            affine=np.asarray(after.affine.affine_matrix), colormap="bwr",
-            contrast_limits=(-spread, spread), metadata={"difference_of": (after.name, before.name)})
+        if not (after.ndim == 3 and before.data.shape[1:] == after.data.shape[1:] and 0 <= first
+                and first + n <= before.data.shape[0]):
+            if before.data.shape != after.data.shape:
+                self._say(f"Shapes differ ({before.data.shape} vs {after.data.shape}) and 'after' is not a "
+                          "slab of 'before': no difference layer.")
+                return
+            first = 0
+        # one colour scale for every slice: the 99.5th percentile of |after - before| on ~2 M samples
+        step = max(1, int(round((after.data.size / 2e6) ** (1 / after.ndim))))
+        sub = (slice(None, None, step),) * after.ndim
+        base = before.data[first:first + n] if after.ndim == 3 else before.data
+        sample = np.asarray(after.data[sub], dtype=np.float32) - np.asarray(base[sub], dtype=np.float32)
+        spread = float(np.percentile(np.abs(sample), 99.5)) or 1.0
+        self._diff_source = (before, after, first)
+        self._remove_difference()
+        self._update_difference(spread)
         before.visible = after.visible = False
         self._say(f"Difference after − before: ±{spread:.0f} HU (99.5th percentile); blue = darker after.")
+
+    def _remove_difference(self) -> None:
+        layer, self._diff_layer = self._diff_layer, None
+        if layer is not None and layer in self._viewer.layers:
+            self._viewer.layers.remove(layer)
+
+    def _update_difference(self, spread: float | None = None) -> None:
+        """Cut the difference layer from the displayed slice (cost: one slice)."""
+        if self._diff_source is None:
+            return
+        before, after, first = self._diff_source
+        if before not in self._viewer.layers or after not in self._viewer.layers:
+            return
+        k = current_slice(self._viewer, after) if after.ndim == 3 else 0
+        if after.ndim == 3:
+            plane = np.asarray(after.data[k], dtype=np.float32) - np.asarray(before.data[first + k], dtype=np.float32)
+            data = plane[None]
+            translate = np.array(after.translate, dtype=float)
+            translate[0] += k * float(after.scale[0])
+        else:
+            data = np.asarray(after.data, dtype=np.float32) - np.asarray(before.data, dtype=np.float32)
+            translate = np.array(after.translate, dtype=float)
+        layer = self._diff_layer
+        if layer is None or layer not in self._viewer.layers:
+            layer = self._viewer.add_image(
+                data, name=f"{after.name} − {before.name}", scale=tuple(after.scale),
+                translate=tuple(translate), affine=np.asarray(after.affine.affine_matrix), colormap="bwr",
+                contrast_limits=(-spread, spread) if spread else (-100.0, 100.0),
+                metadata={"difference_of": (after.name, before.name), "slice": k})
+            self._diff_layer = layer
+        else:
+            layer.translate = tuple(translate)
+            layer.data = data
+            layer.metadata["slice"] = k
+        layer.visible = self.mode_box.value == "difference" and not off_slice_problem(self._viewer, after)
