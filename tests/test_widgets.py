@@ -194,6 +194,8 @@ def test_simulate_dose_widget_adds_the_api_result_in_place_and_cancels(make_napa
     widget.scope_box.value = "volume"
     assert widget.run() is not None
     assert widget.run() is None and "already" in widget.status.value
+    qtbot.waitUntil(lambda: widget.progress.value >= 1, timeout=60000)
+    assert " left" in widget.status.value  # the time left, from the batches done
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     assert len(viewer.layers) == n and "Cancelled" in widget.status.value
