@@ -431,8 +431,9 @@ def test_metrics_panel_equals_the_api_and_exports(before_after, qtbot, tmp_path)
     res = widget.measure_slice()
     api = M.image_metrics(np.asarray(after.data[25]), np.asarray(ct.data[25]))
     assert res["slice 25"] == pytest.approx(api)
-    assert widget.table.column_headers == ("metric", "value")
-    shown = dict(widget.table.data.to_list())
+    assert widget.table.column_headers == ("metric", "value", "unit")
+    shown = {row[0]: row[1] for row in widget.table.data.to_list()}
+    assert {row[0]: row[2] for row in widget.table.data.to_list()}["slice 25: psnr"] == "dB"
     assert float(shown["slice 25: psnr"]) == pytest.approx(api["psnr"], rel=1e-3)
     worker = widget.measure_volume()
     assert worker is not None
@@ -446,8 +447,17 @@ def test_metrics_panel_equals_the_api_and_exports(before_after, qtbot, tmp_path)
     data = json.loads(path.read_text())
     assert data["results"]["volume (48 slices)"]["psnr"] == pytest.approx(vol["psnr"])
     assert len(data["per_slice"]["psnr"]) == 48
+    assert data["units"]["psnr"] == "dB" and data["units"]["rmse_body_hu"] == "HU" and "ssim" not in data["units"]
     csv_path = widget.export(tmp_path / "m.csv")
-    assert "psnr" in csv_path.read_text()
+    import csv
+
+    rows = list(csv.reader(csv_path.open()))
+    assert rows[0] == ["group", "metric", "value", "unit"] and all(len(r) == 4 for r in rows)
+    assert ["volume (48 slices)", "psnr", repr(vol["psnr"]), "dB"] in rows or \
+        any(r[:2] == ["volume (48 slices)", "psnr"] and r[3] == "dB" for r in rows)
+    per_slice = list(csv.reader((tmp_path / "m_per_slice.csv").open()))
+    assert per_slice[0][:2] == ["slice", "psnr (dB)"] and len(per_slice) == 49
+    assert float(per_slice[1][1]) == pytest.approx(per[0])
     assert widget.export(tmp_path / "m.txt") is None
 
 

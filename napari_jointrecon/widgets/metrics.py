@@ -119,12 +119,13 @@ class MetricsWidget(Container):
         rows = []
         for group, values in self.results.items():
             for key, value in values.items():
+                unit = metric_unit(key) if isinstance(value, (int, float)) else ""
                 if isinstance(value, float):
                     value = f"{value:.4g}"
-                rows.append([f"{group}: {key}", str(value)])
+                rows.append([f"{group}: {key}", str(value), unit])
         # the "split" layout (data, index, columns): a dict without "index" reads as columns
         self.table.value = {"data": rows, "index": [str(i) for i in range(len(rows))],
-                            "columns": ["metric", "value"]}
+                            "columns": ["metric", "value", "unit"]}
 
     def _run_info(self, layer) -> None:
         info = layer.metadata.get("denoise")
@@ -339,22 +340,26 @@ class MetricsWidget(Container):
             return None
         path = Path(path)
         try:
+            units = {key: unit for values in self.results.values() for key in values
+                     if (unit := metric_unit(key))}
+            units.update({key: unit for key in self.per_slice if (unit := metric_unit(key))})
             if path.suffix.lower() == ".json":
-                path.write_text(json.dumps({"results": self.results, "per_slice": self.per_slice},
-                                           indent=2, default=float))
+                path.write_text(json.dumps({"results": self.results, "per_slice": self.per_slice,
+                                            "units": units}, indent=2, default=float))
             elif path.suffix.lower() == ".csv":
                 with open(path, "w", newline="") as fh:
                     writer = csv.writer(fh)
-                    writer.writerow(["group", "metric", "value"])
+                    writer.writerow(["group", "metric", "value", "unit"])
                     for group, values in self.results.items():
                         for key, value in values.items():
-                            writer.writerow([group, key, value])
-                    if self.per_slice:
-                        writer.writerow([])
+                            writer.writerow([group, key, value, units.get(key, "")])
+                if self.per_slice:  # a table of its own: one row per slice
+                    per_slice = path.with_name(path.stem + "_per_slice.csv")
+                    with open(per_slice, "w", newline="") as fh:
+                        writer = csv.writer(fh)
                         keys = list(self.per_slice)
-                        writer.writerow(keys)
-                        for row in zip(*(self.per_slice[k] for k in keys)):
-                            writer.writerow(row)
+                        writer.writerow([f"{k} ({units[k]})" if k in units else k for k in keys])
+                        writer.writerows(zip(*(self.per_slice[k] for k in keys)))
             else:
                 self._say("Export to a .csv or .json file.")
                 return None
@@ -363,6 +368,23 @@ class MetricsWidget(Container):
             return None
         self._say(f"Exported to {path}.")
         return path
+
+
+def metric_unit(key: str) -> str:
+    """The unit of a figure in the panel and the exports, from its name ('' for ratios, scores and
+    names)."""
+    import re
+
+    name = key.lower()
+    if name.startswith("psnr"):
+        return "dB"
+    if re.search(r"_mm\b", name):
+        return "mm"
+    if re.search(r"_hu\b", name) or name.startswith("rmse"):
+        return "HU"
+    if name == "seconds" or name.endswith("_s"):
+        return "s"
+    return ""
 
 
 def _volume_job(img: np.ndarray, ref: np.ndarray) -> list[dict]:
