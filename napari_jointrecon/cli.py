@@ -105,6 +105,12 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_view(args) -> int:
+    import os
+
+    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+            and not os.environ.get("WAYLAND_DISPLAY")):
+        raise ValueError("napari needs a display and there is none: `jointrecon demo` runs the workflow "
+                         "headless (screenshots and a report)")
     import napari
 
     viewer = napari.Viewer()
@@ -350,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="headless demo: napari screenshots and a report")
     p.add_argument("--out", default="demo_output")
     p.add_argument("--input", help="a full-dose CT to use instead of the sample (low dose simulated)")
-    p.add_argument("--chest", action="store_true", help="use the real chest series from ../shared/data")
+    p.add_argument("--chest", action="store_true",
+                   help="use the real chest series from $JOINTRECON_SHARED_DATA (default ../shared/data "
+                        "beside the source checkout)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("view", help="open napari with the plugin (needs a display)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .models.registry import DEFAULT_MODEL
 from .volume import CTVolume
 
 __all__ = ["select_device", "select_runtime", "available_devices", "denoise", "iter_denoise", "Progress",
@@ -294,7 +295,7 @@ def _run_torch_batch(model, slices: np.ndarray, dose: float, device: str) -> np.
 def iter_denoise(
     ct_or_hu,
     *,
-    model: str,
+    model: str = DEFAULT_MODEL,
     dose: float,
     device: str = "auto",
     batch_size: int | None = None,
@@ -397,7 +398,7 @@ def iter_denoise(
 def denoise(
     ct_or_hu,
     *,
-    model: str,
+    model: str = DEFAULT_MODEL,
     dose: float,
     device: str = "auto",
     progress: Callable[[Progress], None] | None = None,
@@ -413,7 +414,8 @@ def denoise(
     ct_or_hu : CTVolume or numpy.ndarray
         A CT volume, or a 2D ``(y, x)`` / 3D ``(z, y, x)`` array in HU, any size.
     model : str
-        A name from :func:`napari_jointrecon.list_models`.
+        A name from :func:`napari_jointrecon.list_models` (default: the registry's
+        ``DEFAULT_MODEL``, ``"unet"``).
     dose : float
         The dose fraction the scan was taken at (0.25 for 25 %); dose-conditioned models use it,
         classical ones ignore it.

@@ -92,3 +92,13 @@ def test_demo_without_a_display_runs_under_xvfb_run(tmp_path, monkeypatch):
     with mock.patch("shutil.which", return_value=None):
         assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
     assert not (tmp_path / "demo").exists()
+
+
+def test_view_without_a_display_says_what_to_run_instead(monkeypatch, capsys):
+    from napari_jointrecon import cli
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    assert main(["view"]) == 2
+    assert "jointrecon demo" in capsys.readouterr().err

@@ -220,3 +220,11 @@ def test_bad_input_gets_a_clear_error(array, dose, message):
 def test_unknown_model():
     with pytest.raises(KeyError, match="unknown model"):
         denoise(np.zeros((16, 16)), model="nope", dose=0.25)
+
+
+def test_default_model_and_runtime_are_public(slice_hu):
+    from napari_jointrecon.models.registry import DEFAULT_MODEL
+
+    assert nj.select_runtime("auto", "cpu") in ("onnxruntime", "torch")
+    np.testing.assert_array_equal(nj.denoise(slice_hu, dose=0.25, device="cpu"),
+                                  nj.denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, device="cpu"))

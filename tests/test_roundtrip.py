@@ -224,3 +224,16 @@ def test_values_below_minus_1024_survive_a_series_written_here(tmp_path):
     nj.write_dicom_series(low, tmp_path / "low")
     back = nj.load_ct(tmp_path / "low")
     assert np.allclose(back.hu, low.hu, atol=0.1) and not any("set to air" in n for n in back.notes)
+
+
+def test_a_dicom_series_may_go_next_to_a_nifti_source(tmp_path):
+    """Only a DICOM source's folder is off limits; beside a NIfTI file a series folder is fine,
+    but not a folder that holds the NIfTI file itself."""
+    v = make_thorax_phantom(5.0, z_extent_mm=20)
+    nj.write_nifti(v, tmp_path / "scan.nii.gz")
+    src = nj.load_ct(tmp_path / "scan.nii.gz")
+    files = nj.write_dicom_series(src, tmp_path / "den_dcm")
+    assert len(files) == src.shape[0] and np.allclose(nj.load_ct(tmp_path / "den_dcm").hu, src.hu, atol=0.1)
+    with pytest.raises(nj.CTWriteError, match="source"):
+        nj.write_dicom_series(src, tmp_path, overwrite=True)
+    assert (tmp_path / "scan.nii.gz").exists()

@@ -36,12 +36,12 @@ def _check_target(target: Path, volume: CTVolume, *, overwrite: bool, folder: bo
     sources = _resolved_sources(volume)
     if target in sources:
         raise CTWriteError(f"{target}: refusing to overwrite a source file of this volume")
-    # A DICOM source folder is one series: nothing is written into it or below it, and a folder
-    # target may not contain the sources either (overwrite would remove them).
     inside = target if folder else target.parent
     for src in sources:
+        # a DICOM source folder is one series: nothing is written into it or below it; any source
+        # file must not lie inside a folder target (overwrite would remove it)
         within = inside == src.parent or src.parent in inside.parents
-        if (within and (folder or volume.source_format == "dicom")) or (folder and inside in src.parents):
+        if (within and volume.source_format == "dicom") or (folder and inside in src.parents):
             raise CTWriteError(
                 f"{target}: refusing to write into a folder that holds the volume's source files; "
                 "choose another folder"
