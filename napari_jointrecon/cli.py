@@ -80,15 +80,20 @@ def _cmd_phantom(args) -> int:
     return 0
 
 
+def _has_display() -> bool:
+    """False on Linux without an X or Wayland display (napari cannot open a window there)."""
+    import os
+
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def _cmd_demo(args) -> int:
     import os
     import shutil
 
     from .demo import run_demo
 
-    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
-            and not os.environ.get("WAYLAND_DISPLAY")):
-        # the demo renders napari, which needs a display: give it a virtual one
+    if not _has_display():  # the demo renders napari, which needs a display: give it a virtual one
         xvfb = shutil.which("xvfb-run")
         if xvfb is None:
             raise ValueError("the demo renders napari and there is no display: install Xvfb "
@@ -105,10 +110,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_view(args) -> int:
-    import os
-
-    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
-            and not os.environ.get("WAYLAND_DISPLAY")):
+    if not _has_display():
         raise ValueError("napari needs a display and there is none: `jointrecon demo` runs the workflow "
                          "headless (screenshots and a report)")
     import napari
