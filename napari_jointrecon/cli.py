@@ -166,11 +166,21 @@ def _cmd_denoise(args) -> int:
 
 
 def _cmd_models(args) -> int:
+    from .joint import DEFAULT_POINT_MODEL, POINT_MODELS, point_model_card
+
+    print("denoisers (* = default):")
     for card in __import__("napari_jointrecon").list_models():
         mark = "*" if card["default"] else " "
         speed = card.get("speed", {}).get("slices_per_s_512_2threads")
         extra = f", {speed:.1f} slices/s" if speed else ""
         print(f"{mark} {card['name']:16s} {card['kind']:9s} {card['title']}{extra}")
+    print("point models (jointrecon pointcloud --model; * = default), Chamfer distance at 25 % dose on the test slabs (docs/RESULTS.md):")
+    results = point_model_card().get("results", {}).get("chest_test", {}).get("25%", {})
+    for name, kinds in POINT_MODELS.items():
+        mark = "*" if name == DEFAULT_POINT_MODEL else " "
+        row = results.get(name, {})
+        extra = f", {row['chamfer_mm'][0]:.1f} mm" if "chamfer_mm" in row else ""
+        print(f"{mark} {name:16s} {' + '.join(kinds)}{extra}")
     return 0
 
 

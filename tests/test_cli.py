@@ -102,3 +102,12 @@ def test_view_without_a_display_says_what_to_run_instead(monkeypatch, capsys):
     monkeypatch.setattr(cli.sys, "platform", "linux")
     assert main(["view"]) == 2
     assert "jointrecon demo" in capsys.readouterr().err
+
+
+def test_models_lists_denoisers_and_point_models(capsys):
+    from napari_jointrecon.joint import POINT_MODELS
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "* unet" in out and "* joint " in out
+    assert all(f" {name} " in out for name in POINT_MODELS) and " mm" in out
