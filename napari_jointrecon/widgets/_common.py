@@ -118,10 +118,10 @@ def off_slice_problem(viewer, layer, *, first: int = 0) -> str:
 def hu_note(hu: np.ndarray) -> str:
     """A warning when an image does not look like CT in HU ('' when it does): the models and the
     dose simulation assume air at about -1000 HU."""
-    hu = np.asarray(hu)
-    if hu.size == 0 or float(np.nanmin(hu)) <= -500:
+    lowest = float(np.nanmin(hu)) if np.size(hu) else -1000.0
+    if lowest <= -500:
         return ""
-    return (f" Note: no voxel is below -500 HU (lowest {float(np.nanmin(hu)):.4g}): is this CT in "
+    return (f" Note: no voxel is below -500 HU (lowest {lowest:.4g}): is this CT in "
             "Hounsfield units? Air should be about -1000.")
 
 
@@ -181,14 +181,18 @@ class ThreadedWidget(Container):
     """A dock widget that runs one job at a time in a napari thread worker, off the main thread.
 
     Subclasses make ``layer_box``, ``run_button`` and ``status`` (and ``cancel_button`` when the
-    job can stop between batches), define ``problem()`` (why Run is disabled, "" when it is not),
-    and start their worker with :meth:`_start` once :meth:`_ready_layer` has said yes.
+    job can stop between batches), define ``problem()`` (why Run is disabled, "" when it is not)
+    and ``_refresh()`` (the Run button and status from it), call :meth:`_watch_layers` at the end
+    of ``__init__``, and start their worker with :meth:`_start` once :meth:`_ready_layer` has said
+    yes.
     """
 
     busy_text = "A run is already going: wait for it or press Cancel."
     #: Whether "the displayed slice" may be chosen in the 3D view (the point-cloud widget shows its
     #: result there, with the slice as a plane at the slider's position).
     slice_in_3d = False
+    #: Whether only 3D layers are preselected as input.
+    needs_volume = False
 
     def __init__(self, napari_viewer):
         super().__init__(labels=False)
@@ -225,6 +229,16 @@ class ThreadedWidget(Container):
             self._say(off)
             return None
         return layer
+
+    def _watch_layers(self) -> None:
+        """Offer the viewer's layers now and whenever they change (call at the end of __init__)."""
+        connect_layer_events(self._viewer, self.reset_choices)
+        self.reset_choices()
+
+    def reset_choices(self, *_):
+        super().reset_choices()
+        self._preselect(need_volume=self.needs_volume)
+        self._refresh()
 
     def _start(self, worker):
         self._cancelled = False

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..dose import DOSE_LEVELS
-from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, hu_note,
+from ._common import (ThreadedWidget, ct_layer_problem, current_slice, hu_note,
                       layer_choices, layer_volume, result_layer_kwargs, widen_contrast_range)
 
 if TYPE_CHECKING:
@@ -91,18 +91,11 @@ class DenoiseWidget(ThreadedWidget):
             w.changed.connect(self._refresh)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        connect_layer_events(napari_viewer, self.reset_choices)
-        self.reset_choices()
-        self._refresh()
+        self._watch_layers()
 
     # state ------------------------------------------------------------------------------------
     def _layer_choices(self, _widget=None):
         return layer_choices(self._viewer, kinds=("image", "labels", "points", "shapes", "surface"))
-
-    def reset_choices(self, *_):
-        super().reset_choices()
-        self._preselect()
-        self._refresh()
 
     def problem(self) -> str:
         """Why Run is disabled ("" when it is enabled)."""

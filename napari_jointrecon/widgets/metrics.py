@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -205,8 +206,6 @@ class MetricsWidget(Container):
         shapes = self.roi_box.value
         if shapes is None or len(shapes.data) == 0:
             return []
-        if shapes.ndim < image.ndim:
-            return []  # 2D regions say nothing about where along z they are
         world = [np.asarray(shapes._data_to_world(np.asarray(v, dtype=float)))[:, -image.ndim:]
                  for v in shapes.data]
         data = [np.asarray(image._data_to_world.inverse(w)) for w in world]
@@ -373,8 +372,6 @@ class MetricsWidget(Container):
 def metric_unit(key: str) -> str:
     """The unit of a figure in the panel and the exports, from its name ('' for ratios, scores and
     names)."""
-    import re
-
     name = key.lower()
     if name.startswith("psnr"):
         return "dB"

@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
 from ..dose import DOSE_LEVELS
-from ._common import ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, layer_volume
+from ._common import ThreadedWidget, ct_layer_problem, current_slice, layer_volume
 
 if TYPE_CHECKING:
     import napari
@@ -28,6 +28,7 @@ __all__ = ["PointCloudWidget"]
 class PointCloudWidget(ThreadedWidget):
     busy_text = "A prediction is already running."
     slice_in_3d = True
+    needs_volume = True
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         from ..joint import POINT_MODELS
@@ -50,13 +51,7 @@ class PointCloudWidget(ThreadedWidget):
         ])
         self.run_button.changed.connect(self.run)
         self.layer_box.changed.connect(self._refresh)
-        connect_layer_events(napari_viewer, self.reset_choices)
-        self.reset_choices()
-
-    def reset_choices(self, *_):
-        super().reset_choices()
-        self._preselect(need_volume=True)
-        self._refresh()
+        self._watch_layers()
 
     def problem(self) -> str:
         from ..models.joint import INPUT_SIZE

@@ -19,7 +19,7 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 
 from ..dose import DOSE_LEVELS
 from ..phantom import is_noise_free_phantom
-from ._common import (ThreadedWidget, connect_layer_events, ct_layer_problem, current_slice, hu_note,
+from ._common import (ThreadedWidget, ct_layer_problem, current_slice, hu_note,
                       layer_volume, result_layer_kwargs, widen_contrast_range)
 
 if TYPE_CHECKING:
@@ -55,13 +55,7 @@ class SimulateWidget(ThreadedWidget):
             w.changed.connect(self._refresh)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        connect_layer_events(napari_viewer, self.reset_choices)
-        self.reset_choices()
-
-    def reset_choices(self, *_):
-        super().reset_choices()
-        self._preselect()
-        self._refresh()
+        self._watch_layers()
 
     def problem(self) -> str:
         """Why Simulate is disabled ("" when it is enabled); a 2D layer is simulated whole."""
@@ -106,15 +100,13 @@ class SimulateWidget(ThreadedWidget):
         done, total = done_total
         self.progress.max, self.progress.value = total, done
         text = f"{done}/{total} slices"
-        if 0 < done < total:  # about 2 s per 512 x 512 slice on 2 CPU cores: say how long is left
+        if 0 < done < total:  # seconds per 512 x 512 slice (docs/DOSE.md): say how long is left
             left = (time.perf_counter() - self._started) / done * (total - done)
             text += f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
         self._say(text)
 
     def _on_result(self, layer, out: np.ndarray, info: dict, hu_warning: str = "") -> None:
-        if self._cancelled:
-            return
-        if self._removed(layer):
+        if self._cancelled or self._removed(layer):
             return
         name = f"{layer.name} · {info['dose'] * 100:g}% simulated"
         data = out if layer.ndim == 3 else out[0]
