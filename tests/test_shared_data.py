@@ -84,6 +84,23 @@ EXPECTED: dict[str, tuple[str, object]] = {
 }
 # each file of the gantry-tilt series alone is a plain single slice
 EXPECTED.update({f"dicom-edge-cases/ge-gantry-tilt-head/{i:02d}.dcm": ("sitk", 0.0) for i in range(1, 29)})
+# the real series of nine more patients: each folder is one 512 x 512 series (its SOURCE.md, the
+# provenance, is skipped with a note); their files are covered by the folder, as the chest's are
+CT_SERIES = {
+    "ge-lightspeedplus-STANDARD-chest": 40, "ge-lightspeedvct-LUNG-chest-abdomen": 40,
+    "ge-lightspeedvct-STANDARD-head": 40, "ge-revolution-LUNG-abdomen": 35,
+    "philips-bigbore-B-abdomen": 40, "siemens-B31f-chest": 40, "siemens-biograph40-B30f-abdomen": 40,
+    "siemens-sensation10-B40f-chest": 30, "siemens-sensation10-B70f-chest": 30,
+    "siemens-sensation16-B10f-chest": 40,
+}
+EXPECTED.update({f"ct-series/{name}": ("sitk", 0.0) for name in CT_SERIES})
+EXPECTED["ct-series/README.md"] = ("error", "unsupported format")
+# provenance files (origin, licence, SHA-256 of every file) are not images
+SOURCE_FILES = ["chest-ct-dicom/SOURCE.md", "torso-ct-nifti/SOURCE.md",
+                "dicom-edge-cases/transfer-syntaxes/SOURCE.md", "dicom-edge-cases/ge-gantry-tilt-head/SOURCE.md",
+                "dicom-edge-cases/encodings/SOURCE.md"] + [f"ct-series/{n}/SOURCE.md" for n in CT_SERIES]
+EXPECTED.update({rel: ("error", "unsupported format") for rel in SOURCE_FILES})
+SERIES_FOLDERS = ("chest-ct-dicom/",) + tuple(f"ct-series/{n}/" for n in CT_SERIES)
 
 
 def _compare_valid(ours: np.ndarray, ref: np.ndarray, dicom: bool) -> np.ndarray:
@@ -99,8 +116,8 @@ def test_every_data_file_has_an_expected_outcome(shared_data):
     listed = {p for p in EXPECTED}
     for path in shared_data.rglob("*"):
         rel = str(path.relative_to(shared_data))
-        if path.is_file() and rel != "README.md" and not rel.endswith("LICENSE") and \
-                not rel.startswith("chest-ct-dicom/"):
+        in_series = rel.startswith(SERIES_FOLDERS) and not rel.endswith("SOURCE.md")
+        if path.is_file() and rel != "README.md" and not rel.endswith("LICENSE") and not in_series:
             assert rel in listed, f"no expected outcome for {rel}"
 
 
@@ -222,3 +239,12 @@ def test_lossy_files_and_implausible_hu_are_noted(shared_data):
     assert any("lossy" in n for n in lossy.notes) and not any("-500 HU" in n for n in lossy.notes)
     plain = nj.load_ct(shared_data / TS / "CTImage.dcm")
     assert not any("lossy" in n or "-500 HU" in n for n in plain.notes)
+
+
+@pytest.mark.parametrize("name", sorted(CT_SERIES))
+def test_ct_series_loads_whole_with_its_provenance_skipped(shared_data, name):
+    volume = nj.load_ct(shared_data / "ct-series" / name)
+    assert volume.shape == (CT_SERIES[name], 512, 512)
+    assert volume.other_series == []
+    assert any("SOURCE.md: not a DICOM file" in note for note in volume.notes)
+    assert np.all(np.diff(volume.hu.reshape(volume.shape[0], -1).mean(axis=1)) != 0)  # distinct slices
