@@ -6,7 +6,15 @@ __all__ = ["CTReadError", "CTWriteError"]
 
 
 class CTReadError(ValueError):
-    """A source cannot be read as a CT volume; the message says which file and why."""
+    """A source cannot be read as a CT volume; the message says which file and why.
+
+    The message is kept to one line (the lines of a longer one are joined with "; "), so that the
+    command line and the viewer's status line show all of it.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+        super().__init__("; ".join(lines))
 
 
 class CTWriteError(OSError):

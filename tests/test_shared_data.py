@@ -185,10 +185,12 @@ def test_gantry_tilt_and_uneven_gaps_are_regularised_and_reported(shared_data):
     text = " ".join(volume.notes)
     assert "gantry tilt of 18.5 degrees" in text
     assert "uneven slice gaps" in text
-    # regular grid: the direction is a rotation, the z spacing the smallest gap along the normal
+    # regular grid: the direction is a rotation; the smallest gap (1.08 mm) would need 134 slices,
+    # more than twice the 28 given, so the grid spreads 56 slices over the extent
     d = volume.direction
     assert np.allclose(d.T @ d, np.eye(3), atol=1e-6)
-    assert 1.0 < volume.spacing[0] < 1.2
+    assert volume.shape[0] == 56 and 2.5 < volume.spacing[0] < 2.8
+    assert "at most 2 times the slices given" in text
     # every original pixel is found at its own world position in the regular volume
     errors = []
     for f in sorted(folder.glob("*.dcm"))[2:-2:3]:
@@ -204,7 +206,8 @@ def test_gantry_tilt_and_uneven_gaps_are_regularised_and_reported(shared_data):
         errors.append(np.abs(sampled - hu[j, i].ravel()))
     errors = np.concatenate(errors)
     assert np.isfinite(errors).all()
-    assert np.median(errors) < 2.0  # pixels sit at their physical place
+    # pixels sit at their physical place (the 2.6 mm grid interpolates between the original slices)
+    assert np.median(errors) < 3.0
 
 
 def test_folder_with_many_series_loads_the_largest_and_lists_the_others(edge_dir):

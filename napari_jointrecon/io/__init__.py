@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,22 +12,24 @@ import numpy as np
 from ..errors import CTReadError
 from ..volume import CTVolume, SeriesInfo
 from .dicom import is_dicom_file, read_dicom, scan_dicom
+from .guard import MAX_VOXELS, nonfinite_message, path_problem
 from .itk import ITK_SUFFIXES, read_itk
 from .numpy import read_numpy
 
-__all__ = ["load_ct", "scan_series", "reader_for", "READERS", "SUPPORTED_SUFFIXES"]
+__all__ = ["load_ct", "scan_series", "reader_for", "READERS", "SUPPORTED_SUFFIXES", "MAX_VOXELS"]
 
 PathLike = str | os.PathLike
 
-#: suffix -> reader(path) -> CTVolume. One table: adding a format is one line.
-READERS: dict[str, Callable[[str], CTVolume]] = {
+#: suffix -> reader(path, *, max_voxels) -> CTVolume. One table: adding a format is one line.
+READERS: dict[str, Callable[..., CTVolume]] = {
     ".dcm": read_dicom,
     ".dicom": read_dicom,
     ".ima": read_dicom,
     ".npy": read_numpy,
     ".npz": read_numpy,
-    **{suffix: (lambda p, _f=fmt: read_itk(p, _f)) for suffix, fmt in ITK_SUFFIXES.items()},
+    **{suffix: partial(read_itk, fmt=fmt) for suffix, fmt in ITK_SUFFIXES.items()},
 }
+_ITK_NAMES = {"nifti": "NIfTI", "metaimage": "MetaImage", "nrrd": "NRRD"}
 SUPPORTED_SUFFIXES = tuple(READERS)
 
 
@@ -60,14 +63,38 @@ def _validate(volume: CTVolume) -> CTVolume:
         raise CTReadError(f"{volume.source}: the image is empty (shape {hu.shape})")
     bad = int(hu.size - np.count_nonzero(np.isfinite(hu)))
     if bad:
-        raise CTReadError(
-            f"{volume.source}: {bad} voxel(s) are NaN or infinite; a CT volume needs finite HU "
-            "(fill or mask them before loading)"
-        )
+        raise CTReadError(nonfinite_message(volume.source, bad))
     return volume
 
 
-def load_ct(path: PathLike | Sequence[PathLike], *, series: str | None = None) -> CTVolume:
+def _format_name(path: PathLike) -> str:
+    reader = reader_for(path)
+    if reader is None:
+        return "not a supported format"
+    if isinstance(reader, partial):
+        return _ITK_NAMES[reader.keywords["fmt"]]
+    return "DICOM" if reader is read_dicom else "NumPy"
+
+
+def _check_list(paths: list) -> None:
+    """A list of files is one DICOM series: refuse missing entries and other formats."""
+    if not paths:
+        raise CTReadError("an empty list of files: nothing to load")
+    for p in paths:
+        problem = path_problem(p, folder_ok=True)
+        if problem is not None:
+            raise CTReadError(f"{p}: {problem} (one of a list of {len(paths)} files)")
+    others = {str(p): name for p in paths if (name := _format_name(p)) != "DICOM"}
+    if others:
+        shown = "; ".join(f"{p} is {n}" for p, n in list(others.items())[:3])
+        raise CTReadError(
+            f"a list of {len(paths)} files must all be DICOM slices of one series, but {shown}; "
+            "load NIfTI, MetaImage, NRRD and NumPy files one at a time"
+        )
+
+
+def load_ct(path: PathLike | Sequence[PathLike], *, series: str | None = None,
+            max_voxels: int = MAX_VOXELS) -> CTVolume:
     """Read a CT volume in HU from DICOM, NIfTI, MetaImage, NRRD or NumPy.
 
     Parameters
@@ -78,6 +105,9 @@ def load_ct(path: PathLike | Sequence[PathLike], *, series: str | None = None) -
     series : str, optional
         For DICOM with several series: the ``key`` of the series to load (see
         :func:`scan_series`); by default the largest axial CT series.
+    max_voxels : int, optional
+        The largest volume to allocate (2 x 10^9 voxels by default); a larger one is refused before
+        any of its memory is allocated.
 
     Returns
     -------
@@ -88,24 +118,29 @@ def load_ct(path: PathLike | Sequence[PathLike], *, series: str | None = None) -
     Raises
     ------
     CTReadError
-        With a message naming the file and the reason, for anything that cannot be read.
+        With a message naming the file and the reason, for anything that cannot be read. Sizes
+        a header declares are checked against the bytes present before anything is allocated;
+        named pipes, sockets and devices are never opened (inside a folder they are skipped and
+        named in ``notes``).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        path = list(path)
+        _check_list(path)
+        return _validate(read_dicom(path, series=series, max_voxels=max_voxels))
+    problem = path_problem(path, folder_ok=True)
+    if problem is not None:
+        raise CTReadError(f"{path}: {problem}")
     reader = reader_for(path)
     if reader is None:
-        shown = path if isinstance(path, (str, os.PathLike)) else f"{len(list(path))} paths"
-        if isinstance(path, (str, os.PathLike)) and not Path(path).exists():
-            raise CTReadError(f"{shown}: no such file or folder")
         raise CTReadError(
-            f"{shown}: unsupported format; expected a DICOM folder or file, or one of "
+            f"{path}: unsupported format; expected a DICOM folder or file, or one of "
             + ", ".join(s for s in SUPPORTED_SUFFIXES if s not in (".dicom", ".ima"))
         )
-    if isinstance(path, (str, os.PathLike)) and not Path(path).exists():
-        raise CTReadError(f"{path}: no such file or folder")
     if reader is read_dicom:
-        return _validate(read_dicom(path, series=series))
+        return _validate(read_dicom(path, series=series, max_voxels=max_voxels))
     if series is not None:
         raise CTReadError(f"{path}: 'series' applies to DICOM only")
-    return _validate(reader(str(path)))
+    return _validate(reader(str(path), max_voxels=max_voxels))
 
 
 def scan_series(path: PathLike | Sequence[PathLike]) -> list[SeriesInfo]:
