@@ -81,7 +81,7 @@ def load_point_model(name: str = DEFAULT_POINT_MODEL, seed: int = 0) -> dict:
     """
     import torch
 
-    from .training.joint import build_model
+    from .models.joint import build_model
 
     if name not in POINT_MODELS:
         raise KeyError(f"unknown point model {name!r}; one of {', '.join(POINT_MODELS)}")
@@ -94,8 +94,14 @@ def load_point_model(name: str = DEFAULT_POINT_MODEL, seed: int = 0) -> dict:
         fname = f"{kind}_seed{seed}.pt"
         path = JOINT_WEIGHTS_DIR / fname
         expected = card.get("files", {}).get(fname, {}).get("sha256")
-        if expected is None or not path.exists():
+        if expected is None:
             raise FileNotFoundError(f"point model {name!r} seed {seed} has no trained weights ({fname})")
+        if not path.exists():
+            why = ("the wheel ships seed 0, the one the widgets, the API and the commands use; seeds 1 "
+                   "and 2, for the three-seed tables of `jointrecon evaluate`, are in the source repository"
+                   if seed else "the installation is incomplete")
+            raise FileNotFoundError(f"point model {name!r} seed {seed}: {fname} is not in "
+                                    f"{JOINT_WEIGHTS_DIR} ({why})")
         if _sha256(path) != expected:
             raise ValueError(f"{path}: checksum does not match the card's; the file is damaged")
         net = build_model(kind)
@@ -201,7 +207,7 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     """
 
     from .inference import select_device
-    from .training.joint import downsample
+    from .models.joint import downsample
 
     if isinstance(dose, bool) or not isinstance(dose, numbers.Real):
         raise ValueError(f"dose must be a number, the fraction of the full dose (0.25 for 25 %), got {dose!r}")
@@ -269,6 +275,6 @@ def _run_on(nets: dict, x, dev: str, **kwargs):
 
 
 def _run_device(nets: dict, x, dev: str, **kwargs):
-    from .training.joint import _run
+    from .models.joint import run
 
-    return _run({key: net.to(dev) for key, net in nets.items()}, x.to(dev), **kwargs)
+    return run({key: net.to(dev) for key, net in nets.items()}, x.to(dev), **kwargs)

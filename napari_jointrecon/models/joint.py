@@ -25,11 +25,13 @@ Variants built from the same parts:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["JointNet", "INPUT_SIZE", "N_POINTS", "N_PLANES"]
+__all__ = ["JointNet", "INPUT_SIZE", "N_POINTS", "N_PLANES", "KINDS", "build_model", "downsample",
+           "head_points", "occupancy_head_points", "forward", "run"]
 
 INPUT_SIZE = 128
 N_POINTS = 1000
@@ -152,7 +154,7 @@ class JointNet(nn.Module):
     """Input ``(B, 1, 128, 128)`` in model scale; returns ``(denoised or None, points or None)``.
 
     With ``head="occ"`` the second output is the occupancy logits ``(B, N_PLANES, 128, 128)``, not
-    points: :func:`napari_jointrecon.training.joint._run` turns them into points.
+    points: :func:`run` turns them into points.
     """
 
     def __init__(self, *, head: str | None = "linear", denoise: bool = True, width: int = 16,
@@ -200,3 +202,96 @@ class JointNet(nn.Module):
         else:
             pts = self.points(self.feature(feats[2]))
         return den, pts
+
+
+KINDS = ("joint", "joint_fold", "seq_denoiser", "seq_regressor", "joint_occ", "seq_denoiser_dose",
+         "seq_regressor_occ")
+
+
+def build_model(kind: str) -> JointNet:
+    if kind == "joint":
+        return JointNet(head="linear")
+    if kind == "joint_fold":
+        return JointNet(head="fold")
+    if kind == "seq_denoiser":
+        return JointNet(head=None)
+    if kind == "seq_regressor":
+        return JointNet(head="linear", denoise=False)
+    if kind == "joint_occ":
+        return JointNet(head="occ", dose_input=True)
+    if kind == "seq_denoiser_dose":
+        return JointNet(head=None, dose_input=True)
+    if kind == "seq_regressor_occ":
+        return JointNet(head="occ", denoise=False)
+    raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+def downsample(hu: np.ndarray | torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+    """``(..., H, W)`` -> ``(..., size, size)`` by area averaging (4x4 means for 512 x 512)."""
+    x = torch.as_tensor(hu, dtype=torch.float32)
+    lead = x.shape[:-2]
+    x = x.reshape(-1, 1, *x.shape[-2:])
+    y = F.interpolate(x, size=(size, size), mode="area")
+    return y.reshape(*lead, size, size)
+
+
+def head_points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = True) -> torch.Tensor:
+    """A point head's output as points: occupancy logits go through their iso-surface.
+
+    An empty (or full) predicted occupancy raises, unless ``strict=False`` (validation during
+    training, when an early network may predict nothing): its points are then all at the slab's
+    centre, scored as the miss they are.
+    """
+    if net.head_kind != "occ":
+        return out
+    return occupancy_head_points(torch.sigmoid(out).cpu().numpy(), extents, strict=strict)
+
+
+def occupancy_head_points(prob: np.ndarray, extents=None, *, strict: bool = True) -> torch.Tensor:
+    """``(B, N_POINTS, 3)`` points from occupancies ``(B, planes, H, W)`` (:func:`head_points`)."""
+    from ..pointcloud import occupancy_points
+
+    pts = []
+    for k, p in enumerate(prob):
+        ext = None if extents is None else extents[k]
+        if not strict and ((p > 0.5).all() or not (p > 0.5).any()):
+            pts.append(np.zeros((N_POINTS, 3)))
+            continue
+        pts.append(occupancy_points(p, N_POINTS, half_extent_mm=ext))
+    return torch.from_numpy(np.stack(pts)).float()
+
+
+def forward(kinds_models: dict, x: torch.Tensor, dose=None):
+    """One model or the sequential pair on a batch: ``(denoised, raw point output, point network)``
+    (the raw output of an occupancy head is its logits)."""
+    denoiser = next((kinds_models[k] for k in ("seq_denoiser", "seq_denoiser_dose") if k in kinds_models), None)
+    if denoiser is None:
+        den, raw = kinds_models["model"](x, dose)
+        return den, raw, kinds_models["model"]
+    den, _ = denoiser(x, dose)
+    regressor = next(kinds_models[k] for k in ("seq_regressor", "seq_regressor_occ") if k in kinds_models)
+    return den, regressor(den)[1], regressor
+
+
+@torch.no_grad()
+def run(kinds_models: dict, x: torch.Tensor, chunk: int = 32, extents=None, strict: bool = True,
+         dose=None):
+    """Denoised images and points for a stack, through one model or the sequential pair.
+
+    ``extents``: per image, the millimetres per normalised unit (:attr:`SlabFrame.half_extent_mm`),
+    used by occupancy heads to sample their surface by area; default a 16 mm slab, 500 mm field.
+    ``dose``: per image, the dose fraction (networks with a dose input need it).
+    """
+    dens, ptss = [], []
+    dose = None if dose is None else torch.as_tensor(dose, dtype=torch.float32).reshape(-1)
+    for i in range(0, x.shape[0], chunk):
+        xi = x[i:i + chunk]
+        di = None if dose is None else dose[i:i + chunk].to(xi.device)
+        ext = None if extents is None else extents[i:i + chunk]
+        den, pts, net = forward(kinds_models, xi, di)
+        if pts is not None:
+            pts = head_points(net, pts, ext, strict=strict)
+        dens.append(den)
+        ptss.append(pts)
+    return (torch.cat(dens) if dens[0] is not None else None,
+            torch.cat(ptss) if ptss[0] is not None else None)

@@ -97,18 +97,19 @@ import torch
 import torch.nn.functional as F
 
 from ..dose import DOSE_LEVELS
-from ..models.joint import INPUT_SIZE, N_PLANES, N_POINTS, JointNet
-from ..pointcloud import (EVAL_POINTS, SLAB_MM, SlabFrame, body_mask, chamfer_distance,
-                          occupancy_points, point_metrics, slab_bounds, spread_points,
-                          surface_points)
+# the networks and their inference (building, downsampling, points from a head) live in models/joint.py
+from ..models.joint import INPUT_SIZE, KINDS, N_PLANES, N_POINTS, JointNet, build_model, downsample
+from ..models.joint import forward as _forward
+from ..models.joint import occupancy_head_points as _occupancy_points
+from ..models.joint import run as _run
+from ..pointcloud import (EVAL_POINTS, SLAB_MM, SlabFrame, body_mask, chamfer_distance, point_metrics,
+                          slab_bounds, spread_points, surface_points)
 from .data import SPLITS, build_cache, load_chest
 from .train import _lr
 
 __all__ = ["JointData", "JointConfig", "KINDS", "build_model", "train_joint", "mean_shape",
            "downsample", "evaluate_joint", "TRAIN_POOL"]
 
-KINDS = ("joint", "joint_fold", "seq_denoiser", "seq_regressor", "joint_occ", "seq_denoiser_dose",
-         "seq_regressor_occ")
 #: Kinds trained with the normalised MSE (module docstring).
 NORMALISED_MSE = ("joint_occ", "seq_denoiser_dose")
 #: Kinds whose second output is slab occupancy logits, not points.
@@ -127,33 +128,6 @@ PSNR_SLACK_DB = 0.25
 OCC_LR_SCALE = 0.3
 #: Dense samples per training slab; each step draws 1000 of them (a fresh sample every time).
 TRAIN_POOL = 8192
-
-
-def build_model(kind: str) -> JointNet:
-    if kind == "joint":
-        return JointNet(head="linear")
-    if kind == "joint_fold":
-        return JointNet(head="fold")
-    if kind == "seq_denoiser":
-        return JointNet(head=None)
-    if kind == "seq_regressor":
-        return JointNet(head="linear", denoise=False)
-    if kind == "joint_occ":
-        return JointNet(head="occ", dose_input=True)
-    if kind == "seq_denoiser_dose":
-        return JointNet(head=None, dose_input=True)
-    if kind == "seq_regressor_occ":
-        return JointNet(head="occ", denoise=False)
-    raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
-
-
-def downsample(hu: np.ndarray | torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
-    """``(..., H, W)`` -> ``(..., size, size)`` by area averaging (4x4 means for 512 x 512)."""
-    x = torch.as_tensor(hu, dtype=torch.float32)
-    lead = x.shape[:-2]
-    x = x.reshape(-1, 1, *x.shape[-2:])
-    y = F.interpolate(x, size=(size, size), mode="area")
-    return y.reshape(*lead, size, size)
 
 
 def slab_occupancy(hu: np.ndarray, spacing, centre: int, *, slab_mm: float = SLAB_MM) -> torch.Tensor:
@@ -312,66 +286,6 @@ def _batch(data: JointData, idx: torch.Tensor, g: torch.Generator, *, full_dose:
             pts[k, :, 1] += 2.0 * dy / x.shape[-2]
             pts[k, :, 2] += 2.0 * dx / x.shape[-1]
     return x[:, None], y[:, None], pts, occ, dose
-
-
-def _points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool = True) -> torch.Tensor:
-    """A point head's output as points: occupancy logits go through their iso-surface.
-
-    An empty (or full) predicted occupancy raises, unless ``strict=False`` (validation during
-    training, when an early network may predict nothing): its points are then all at the slab's
-    centre, scored as the miss they are.
-    """
-    if net.head_kind != "occ":
-        return out
-    return _occupancy_points(torch.sigmoid(out).cpu().numpy(), extents, strict=strict)
-
-
-def _occupancy_points(prob: np.ndarray, extents=None, *, strict: bool = True) -> torch.Tensor:
-    """``(B, N_POINTS, 3)`` points from occupancies ``(B, planes, H, W)`` (:func:`_points`)."""
-    pts = []
-    for k, p in enumerate(prob):
-        ext = None if extents is None else extents[k]
-        if not strict and ((p > 0.5).all() or not (p > 0.5).any()):
-            pts.append(np.zeros((N_POINTS, 3)))
-            continue
-        pts.append(occupancy_points(p, N_POINTS, half_extent_mm=ext))
-    return torch.from_numpy(np.stack(pts)).float()
-
-
-def _forward(kinds_models: dict, x: torch.Tensor, dose=None):
-    """One model or the sequential pair on a batch: ``(denoised, raw point output, point network)``
-    (the raw output of an occupancy head is its logits)."""
-    denoiser = next((kinds_models[k] for k in ("seq_denoiser", "seq_denoiser_dose") if k in kinds_models), None)
-    if denoiser is None:
-        den, raw = kinds_models["model"](x, dose)
-        return den, raw, kinds_models["model"]
-    den, _ = denoiser(x, dose)
-    regressor = next(kinds_models[k] for k in ("seq_regressor", "seq_regressor_occ") if k in kinds_models)
-    return den, regressor(den)[1], regressor
-
-
-@torch.no_grad()
-def _run(kinds_models: dict, x: torch.Tensor, chunk: int = 32, extents=None, strict: bool = True,
-         dose=None):
-    """Denoised images and points for a stack, through one model or the sequential pair.
-
-    ``extents``: per image, the millimetres per normalised unit (:attr:`SlabFrame.half_extent_mm`),
-    used by occupancy heads to sample their surface by area; default a 16 mm slab, 500 mm field.
-    ``dose``: per image, the dose fraction (networks with a dose input need it).
-    """
-    dens, ptss = [], []
-    dose = None if dose is None else torch.as_tensor(dose, dtype=torch.float32).reshape(-1)
-    for i in range(0, x.shape[0], chunk):
-        xi = x[i:i + chunk]
-        di = None if dose is None else dose[i:i + chunk].to(xi.device)
-        ext = None if extents is None else extents[i:i + chunk]
-        den, pts, net = _forward(kinds_models, xi, di)
-        if pts is not None:
-            pts = _points(net, pts, ext, strict=strict)
-        dens.append(den)
-        ptss.append(pts)
-    return (torch.cat(dens) if dens[0] is not None else None,
-            torch.cat(ptss) if ptss[0] is not None else None)
 
 
 def _objective(kind: str, den, pred, x, y, pts, occ) -> torch.Tensor:
