@@ -12,6 +12,10 @@ Public API (plain Python, no Qt needed)::
 from __future__ import annotations
 
 from .errors import CTReadError, CTWriteError
+# ``batch`` is both a submodule and its function: binding the function here, after the submodule
+# is imported, keeps ``nj.batch`` the function (importing the submodule later would otherwise
+# replace a lazy name with the module). The module is light: Dask, pandas and torch load on use.
+from .batch import batch
 from .io import load_ct, scan_series
 from .io.write import write_dicom_series, write_nifti
 from .volume import CTVolume, SeriesInfo
@@ -55,6 +59,7 @@ __all__ = [
     "Cancelled",
     "predict_point_cloud",
     "reference_point_cloud",
+    "batch",
     "scan_series",
     "write_nifti",
     "write_dicom_series",

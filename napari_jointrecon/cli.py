@@ -150,7 +150,7 @@ def _cmd_denoise(args) -> int:
     from .inference import denoise
     from .io import load_ct
 
-    dose = _dose(args.dose)
+    dose = "estimate" if args.dose is None else _dose(args.dose)
     volume = load_ct(args.input, series=args.series)
     _check_output(volume, args.output, overwrite=args.overwrite)
 
@@ -160,9 +160,46 @@ def _cmd_denoise(args) -> int:
     result = denoise(volume, model=args.model, dose=dose, device=args.device, progress=show,
                      compile=args.compile, runtime=args.runtime)
     print(file=sys.stderr)
-    written = _write(result, args.output, overwrite=args.overwrite, model=args.model, dose=dose)
+    written = _write(result, args.output, overwrite=args.overwrite, model=args.model,
+                     dose=None if dose == "estimate" else dose)
     print(_wrote(written))
     return 0
+
+
+def _cmd_batch(args) -> int:
+    from tqdm import tqdm
+
+    from .batch import batch
+
+    bar = None
+
+    def show(step) -> None:
+        nonlocal bar
+        if bar is None:
+            if step.dashboard:
+                print(f"Dask dashboard: {step.dashboard}", file=sys.stderr)
+            if step.message:
+                print(step.message, file=sys.stderr)
+            bar = tqdm(total=step.total, initial=step.done, unit="task", file=sys.stderr)
+        if step.done > bar.n:
+            bar.update(step.done - bar.n)
+        if step.row is not None and step.row["status"] == "failed":
+            bar.write(f"{step.row['study']} / {step.row['model']}: failed: {step.row['error']}", file=sys.stderr)
+
+    try:
+        table = batch(args.inputs, args.out, models=args.model or ["unet"],
+                      dose=None if args.dose is None else _dose(args.dose),
+                      simulate=None if args.simulate is None else _dose(args.simulate),
+                      reference_from_input=args.reference_from_input, fmt=args.format,
+                      device=args.device, scheduler=args.scheduler, workers=args.workers,
+                      threads=args.threads_per_task, retries=args.retries, seed=args.seed, progress=show)
+    finally:
+        if bar is not None:
+            bar.close()
+    counts = table.status.value_counts()
+    print(f"{len(table)} rows: " + ", ".join(f"{counts[s]} {s}" for s in counts.index)
+          + f"; {Path(args.out) / 'results.csv'}, {Path(args.out) / 'summary.md'}")
+    return 1 if (table.status == "failed").any() else 0
 
 
 def _cmd_models(args) -> int:
@@ -195,9 +232,23 @@ def _cmd_train(args) -> int:
         if value is not None:
             setattr(config, key, value)
     out = args.out or f"runs/{args.model}"
-    train(args.model, out, cache_dir=args.cache, config=config, resume=not args.restart)
+    from .training.train import COMMITTED_CHECKPOINTS
+
+    train(args.model, out, cache_dir=args.cache, config=config, resume=not args.restart,
+          fallback_checkpoint=COMMITTED_CHECKPOINTS / f"{args.model}.pt" if args.out is None else None)
     if not args.no_export:
         print(f"exported {export_model(args.model, out)}")
+        if config.data == "series":
+            from .training.export import tune_estimate
+
+            print(f"estimate factor {tune_estimate(args.model, args.cache)}")
+    return 0
+
+
+def _cmd_tune_classical(args) -> int:
+    from .training.heldout import tune_classical
+
+    tune_classical(args.cache, methods=tuple(args.methods), crop=args.crop)
     return 0
 
 
@@ -270,6 +321,13 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_fetch_test_data(args) -> int:
+    from .testdata import fetch_test_data
+
+    fetch_test_data(args.cache, only=args.only, workers=args.workers, retries=args.retries)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .joint import POINT_MODELS
 
@@ -310,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("denoise", help="denoise a CT with a registered model")
     p.add_argument("input")
     p.add_argument("--model", default="unet")
-    p.add_argument("--dose", type=float, required=True, help="percent (25) or fraction (0.25)")
+    p.add_argument("--dose", type=float, default=None,
+                   help="percent (25) or fraction (0.25) of the protocol's full dose; by default the "
+                        "image's own noise decides")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (seconds to compile; faster for large volumes)")
@@ -320,6 +380,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_denoise)
+
+    p = sub.add_parser("batch", help="denoise and measure whole cohorts on Dask (a local cluster or "
+                                     "--scheduler): results.csv and summary.md")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="DICOM folders, volume files and folders of studies; every series is a study")
+    p.add_argument("--out", required=True, help="output folder (OUT/<study>/<model>_<dose>.nii.gz, "
+                                                "results.csv, summary.md)")
+    p.add_argument("--model", action="extend", nargs="+", metavar="NAME",
+                   help="one or more models (default unet); repeat or list several")
+    dose = p.add_mutually_exclusive_group()
+    dose.add_argument("--dose", type=float, help="percent (25) or fraction (0.25) the scans were taken "
+                                                 "at; by default each image's noise decides")
+    dose.add_argument("--simulate", type=float, help="simulate this dose (percent or fraction) from each "
+                                                     "full-dose study first (seeded), and denoise that")
+    p.add_argument("--reference-from-input", action="store_true",
+                   help="with --simulate: PSNR/SSIM/RMSE against the full-dose study")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="an existing Dask cluster (tcp://HOST:8786); by default a local cluster")
+    p.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per "
+                                               "two cores; one task per core, at most one per task)")
+    p.add_argument("--threads-per-task", type=int,
+                   help="torch threads per task (default: the local cluster's cores per task; 1 on an "
+                        "existing cluster)")
+    p.add_argument("--format", default="nii.gz", choices=["nii.gz", "dcm"],
+                   help="results as NIfTI files or as new DICOM series")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--retries", type=int, default=2, help="further tries of a task that raised")
+    p.add_argument("--seed", type=int, default=0, help="noise seed of --simulate")
+    p.set_defaults(func=_cmd_batch)
 
     p = sub.add_parser("models", help="list the available models (* = default)")
     p.set_defaults(func=_cmd_models)
@@ -335,6 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--no-export", action="store_true", help="do not copy the weights into the package")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("tune-classical",
+                       help="tune the classical filters' strength per dose on the validation patients")
+    p.add_argument("--cache", default="runs/cache", help="noise cache folder")
+    p.add_argument("--methods", nargs="+", default=["tv", "nlm", "bm3d"], choices=["tv", "nlm", "bm3d"])
+    p.add_argument("--crop", type=int, default=256, help="centre crop of the slices (pixels)")
+    p.set_defaults(func=_cmd_tune_classical)
 
     p = sub.add_parser("train-joint", help="train the joint point models and baselines (3 seeds)")
     p.add_argument("--out", default="runs/joint")
@@ -372,6 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the real chest series from $JOINTRECON_SHARED_DATA (default ../shared/data "
                         "beside the source checkout)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("fetch-test-data",
+                       help="download the real CT test data (checksums verified) into a cache")
+    p.add_argument("--cache", help="the folder (default $JOINTRECON_DATA_CACHE or the per-user cache)")
+    p.add_argument("--only", nargs="+", default=[], metavar="PATH",
+                   help="files or folders under the data root (e.g. torso-ct-nifti) instead of all")
+    p.add_argument("--workers", type=int, default=4, help="parallel downloads")
+    p.add_argument("--retries", type=int, default=2, help="further tries of a failed file")
+    p.set_defaults(func=_cmd_fetch_test_data)
 
     p = sub.add_parser("view", help="open napari with the plugin (needs a display)")
     p.add_argument("input", nargs="?")

@@ -145,7 +145,7 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
     lines = [
         "# napari-jointrecon demo report", "",
         f"Input: {source}; slice {k} shown.", "",
-        f"Denoised with `{info['model']}` at {info['dose'] * 100:g} % dose on {info['device']}: "
+        f"Denoised with `{info['model']}` ({info['conditioning']}) on {info['device']}: "
         f"{info['slices']} slices in {info['seconds']:.1f} s.", "",
         "| | PSNR (dB) | SSIM | RMSE body (HU) |", "| --- | --- | --- | --- |",
     ]

@@ -24,7 +24,7 @@ from .models.registry import DEFAULT_MODEL
 from .volume import CTVolume
 
 __all__ = ["select_device", "select_runtime", "available_devices", "denoise", "iter_denoise", "Progress",
-           "Cancelled", "RUNTIMES"]
+           "Cancelled", "RUNTIMES", "Conditioning", "conditioning_for"]
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
 
@@ -41,6 +41,92 @@ class Progress:
     message: str = ""
     #: what runs the slices now: "onnxruntime", "torch.compile", "torch" or "classical"
     runtime: str = ""
+    #: what the model was told about the noise (:func:`conditioning_for`)
+    conditioning: "Conditioning | None" = None
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What a model is given besides the image, and how it was found.
+
+    Attributes
+    ----------
+    value : float
+        The number passed to the network: a dose fraction (dose-conditioned models) or the noise
+        level to remove in HU / 1000 (noise-conditioned models); classical methods get the dose.
+    dose : float or None
+        The dose fraction given, or the estimate's nearest level (dose-conditioned models).
+    estimated : bool
+        True when nothing was given and the image's noise decided.
+    noise_sd : float or None
+        The noise measured on the input (HU, flat soft tissue; noise-conditioned models).
+    level_hu : float or None
+        The noise the model was asked to remove (HU; noise-conditioned models).
+    """
+
+    value: float
+    dose: float | None
+    estimated: bool
+    noise_sd: float | None = None
+    level_hu: float | None = None
+
+    def describe(self) -> str:
+        if self.level_hu is not None:
+            how = "estimated from the image" if self.estimated else f"{self.dose * 100:g}% dose"
+            measured = ("no flat soft tissue to measure the noise in: the typical level assumed"
+                        if self.noise_sd is None else f"noise {self.noise_sd:.1f} HU measured")
+            return f"{measured}, {self.level_hu:.1f} HU removed ({how})"
+        if self.estimated:
+            return f"dose estimated from the noise: {self.dose * 100:g}%"
+        return f"{self.dose * 100:g}% dose"
+
+    def label(self) -> str:
+        """Short text for layer names and series descriptions."""
+        return "auto" if self.estimated else f"{self.dose * 100:g}%"
+
+
+def conditioning_for(model: str, hu, dose) -> Conditioning:
+    """What ``model`` needs to denoise ``hu`` (2D or 3D, HU) taken at ``dose``.
+
+    ``dose`` is a fraction in (0, 1] or ``"estimate"`` (also None). Noise-conditioned models (card
+    ``"conditioning": "noise"``) measure the input's noise ``sd`` (:func:`napari_jointrecon.noise.noise_sd`)
+    and remove ``sd * sqrt(1 - dose)`` of it (the part a full dose would not have), or, estimated,
+    ``estimate_factor * sd`` (the factor chosen on noise-free phantoms and validation patients, in
+    the card). Without
+    flat soft tissue to measure they fall back to the card's typical full-dose noise for a given
+    dose, and refuse to estimate. Dose-conditioned models get the dose (estimated: the nearest level
+    of :func:`napari_jointrecon.dose.estimate_dose`).
+    """
+    from .models.registry import read_card
+
+    estimated = dose is None or (isinstance(dose, str) and dose == "estimate")
+    if not estimated:
+        if isinstance(dose, str) or not (math.isfinite(float(dose)) and 0.0 < float(dose) <= 1.0):
+            raise ValueError(f"dose must be a fraction in (0, 1] (0.25 for 25 %) or 'estimate', got {dose!r}")
+        dose = float(dose)
+    card = read_card(model) or {}
+    if card.get("conditioning") == "noise":
+        from .noise import NoTissueError, noise_sd
+
+        try:
+            sd = noise_sd(hu)
+        except NoTissueError as exc:
+            if estimated:
+                raise ValueError(f"cannot estimate the noise: {exc}; give the dose instead") from None
+            sd = None
+        if sd is None:
+            level = float(card["typical_full_dose_sd"]) * math.sqrt((1 - dose) / dose)
+        elif estimated:
+            level = float(card["estimate_factor"]) * sd
+        else:
+            level = sd * math.sqrt(1.0 - dose)
+        return Conditioning(level / 1000.0, None if estimated else dose, estimated, sd, level)
+    if estimated:
+        from .dose import estimate_dose
+
+        nearest, _raw = estimate_dose(hu)
+        return Conditioning(nearest, nearest, True)
+    return Conditioning(dose, dose, False)
 
 
 def _cuda_available() -> bool:
@@ -93,7 +179,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())) or "out of memory" in str(exc).lower()
 
 
-def _validate_input(hu: np.ndarray, dose: float) -> None:
+def _validate_input(hu: np.ndarray, dose) -> None:
     if hu.ndim not in (2, 3):
         raise ValueError(f"expected a 2D slice or a 3D (z, y, x) volume in HU, got shape {hu.shape}")
     if min(hu.shape[-2:]) < 8:
@@ -102,8 +188,10 @@ def _validate_input(hu: np.ndarray, dose: float) -> None:
         raise ValueError("the image is empty")
     if not np.all(np.isfinite(hu)):
         raise ValueError("the image has NaN or infinite voxels")
+    if dose is None or (isinstance(dose, str) and dose == "estimate"):
+        return
     if not (isinstance(dose, (int, float)) and math.isfinite(dose) and 0.0 < dose <= 1.0):
-        raise ValueError(f"dose must be a fraction in (0, 1] (0.25 for 25 %), got {dose!r}")
+        raise ValueError(f"dose must be a fraction in (0, 1] (0.25 for 25 %) or 'estimate', got {dose!r}")
 
 
 # torch.compile'd networks of this process, by (model, device) -> (weights' sha256, module):
@@ -296,7 +384,7 @@ def iter_denoise(
     ct_or_hu,
     *,
     model: str = DEFAULT_MODEL,
-    dose: float,
+    dose: float | str | None = "estimate",
     device: str = "auto",
     batch_size: int | None = None,
     compile: bool = False,
@@ -316,6 +404,8 @@ def iter_denoise(
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
     stack = hu[None] if hu.ndim == 2 else hu
+    cond = conditioning_for(model, stack, dose)
+    value = cond.value
     out = np.empty(stack.shape, dtype=np.float32)
     total = stack.shape[0]
     notes: list[str] = []
@@ -323,8 +413,8 @@ def iter_denoise(
     if spec.kind == "classical":
         dev = "cpu"
         for k in range(total):
-            out[k] = spec.run(np.asarray(stack[k], dtype=np.float32), dose)
-            yield Progress(k + 1, total, dev, runtime="classical")
+            out[k] = spec.run(np.asarray(stack[k], dtype=np.float32), value)
+            yield Progress(k + 1, total, dev, runtime="classical", conditioning=cond)
     else:
         import torch
 
@@ -346,7 +436,7 @@ def iter_denoise(
 
         run, used = fast(dev)
         if notes:  # the export fell back to torch: say so now, not only in a volume's notes
-            yield Progress(0, total, dev, notes[-1], used)
+            yield Progress(0, total, dev, notes[-1], used, cond)
         if batch_size is None:
             # ONNX Runtime: one slice per thread, side by side; torch on the CPU: one 512^2 slice at
             # a time is fastest (cache); GPUs batch
@@ -356,7 +446,7 @@ def iter_denoise(
         while k < total:
             chunk = stack[k:k + batch_size]
             try:
-                out[k:k + len(chunk)] = _run_torch_batch(run, chunk, dose, dev)
+                out[k:k + len(chunk)] = _run_torch_batch(run, chunk, value, dev)
             except Exception as exc:
                 if run is not net and not _is_oom(exc) and runtime != "onnxruntime":
                     # no C++ compiler, an unsupported backend...: the eager network gives the same result
@@ -371,7 +461,7 @@ def iter_denoise(
                     notes.append(f"{'torch.compile' if used == 'torch.compile' else 'ONNX Runtime'} failed "
                                  f"({type(exc).__name__}: {str(exc)[:200]}); ran without it")
                     run, used = net, "torch"
-                    yield Progress(k, total, dev, notes[-1], used)
+                    yield Progress(k, total, dev, notes[-1], used, cond)
                     continue
                 if not isinstance(exc, RuntimeError) or dev == "cpu" or not _is_oom(exc):
                     raise
@@ -381,17 +471,17 @@ def iter_denoise(
                 seen = len(notes) - 1
                 dev = "cpu"
                 run, used = fast(dev)
-                yield Progress(k, total, dev, "; ".join(notes[seen:]), used)
+                yield Progress(k, total, dev, "; ".join(notes[seen:]), used, cond)
                 continue
             k += len(chunk)
-            yield Progress(k, total, dev, runtime=used)
+            yield Progress(k, total, dev, runtime=used, conditioning=cond)
         net.to("cpu")
     result = out[0] if hu.ndim == 2 else out
     if is_volume:
-        note = f"denoised with {model} for {dose * 100:g}% dose on {dev}" + (
+        note = f"denoised with {model} ({cond.describe()}) on {dev}" + (
             f" ({'ONNX Runtime' if used == 'onnxruntime' else used})" if used != "torch" else "")
         return ct_or_hu.with_hu(result, notes=notes + [note],
-                                series_description=f"{ct_or_hu.series_description} {model} {dose * 100:g}%".strip())
+                                series_description=f"{ct_or_hu.series_description} {model} {cond.label()}".strip())
     return result
 
 
@@ -399,7 +489,7 @@ def denoise(
     ct_or_hu,
     *,
     model: str = DEFAULT_MODEL,
-    dose: float,
+    dose: float | str | None = "estimate",
     device: str = "auto",
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -416,9 +506,10 @@ def denoise(
     model : str
         A name from :func:`napari_jointrecon.list_models` (default: the registry's
         ``DEFAULT_MODEL``, ``"unet"``).
-    dose : float
-        The dose fraction the scan was taken at (0.25 for 25 %); dose-conditioned models use it,
-        classical ones ignore it.
+    dose : float or "estimate"
+        The dose fraction the scan was taken at (0.25 for 25 %), or ``"estimate"`` (None too) to let
+        the image's own noise decide (:func:`conditioning_for` says what each kind of model makes
+        of it; ``Progress.conditioning`` and a volume's notes say what was used).
     device : {"auto", "cuda", "mps", "cpu"}
         ``auto`` takes CUDA, then MPS, then the CPU. A GPU that runs out of memory falls back to
         the CPU (the result's notes say so).

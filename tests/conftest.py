@@ -1,4 +1,10 @@
-"""Shared fixtures: the real CT data beside the checkout, and a guard that it is never modified."""
+"""Shared fixtures: the real CT data, and a guard that it is never modified.
+
+The data is looked up by :mod:`napari_jointrecon.testdata`: ``$JOINTRECON_SHARED_DATA``, then
+``../shared/data`` beside this checkout, then the download cache (``jointrecon fetch-test-data``).
+Where none holds it, every test that needs it skips with one reason (the others run), or fails
+when ``JOINTRECON_REQUIRE_DATA=1`` (CI), so that a missing file cannot pass as a skip there.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,21 @@ from pathlib import Path
 
 import pytest
 
+from napari_jointrecon import testdata
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("JOINTRECON_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = testdata.locate(REPO)  # None where no look-up place holds every file
 SAMPLE_DATA = REPO / "sample_data"
+
+
+def _data_required() -> bool:
+    return os.environ.get("JOINTRECON_REQUIRE_DATA", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pytest_report_header(config) -> str:
+    if SHARED_DATA is not None:
+        return f"real CT data: {SHARED_DATA}"
+    return f"real CT data: not found, the tests that need it {'fail' if _data_required() else 'skip'}"
 
 
 def _hash_tree(root: Path) -> dict[str, str]:
@@ -22,16 +40,19 @@ def _hash_tree(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data``; its absence is a failure, not a skip (the tests need real CT)."""
-    if not (SHARED_DATA / "chest-ct-dicom").is_dir():
-        pytest.fail(f"the real CT data is missing: expected {SHARED_DATA} (set JOINTRECON_SHARED_DATA)")
+    """The folder of real CT data; without it a skip, or a failure under JOINTRECON_REQUIRE_DATA=1."""
+    if SHARED_DATA is None:
+        message = testdata.not_found_message(REPO)
+        if _data_required():
+            pytest.fail(message)
+        pytest.skip(message)
     return SHARED_DATA
 
 
 @pytest.fixture(scope="session", autouse=True)
 def inputs_stay_byte_identical():
     """Hash every input file before the session and check them all after it."""
-    roots = [r for r in (SHARED_DATA, SAMPLE_DATA) if r.is_dir()]
+    roots = [r for r in (SHARED_DATA, SAMPLE_DATA) if r is not None and r.is_dir()]
     before = {str(r): _hash_tree(r) for r in roots}
     yield
     for root in roots:

@@ -70,3 +70,47 @@ def test_results_table_rows_and_gains(tmp_path):
     assert "| tv | classical |" in text and "| input | low-dose input |" in text
     gain = table["tv"][0.1]["psnr"][0] - table["input"][0.1]["psnr"][0]
     assert f"{gain:+.2f}" in text
+
+
+@pytest.fixture(scope="module")
+def tiny_series():
+    """Two tiny 'series' (phantom slices with textured noise of their own level), one per split."""
+    from napari_jointrecon.noise import apply_texture
+    from napari_jointrecon.training.series import SeriesCache
+
+    v = make_thorax_phantom(2.5, z_extent_mm=20, seed=1)
+    n1, _ = insertion_noise_basis(v.hu, 2.5, seed=0)
+
+    def make(name, split, sl, sd, cutoff):
+        tex = apply_texture(n1[sl], cutoff)
+        return SeriesCache(name, split, v.hu[sl], (tex * (sd / tex.std())).astype(np.float16), sd, cutoff, 0.2,
+                           list(range(sl.start, sl.stop)))
+
+    return {"a": make("a", "train", slice(0, 5), 12.0, 0.1), "b": make("b", "val", slice(6, 8), 30.0, None)}
+
+
+def test_series_sampler_conditions_on_the_inserted_noise(tiny_series):
+    from napari_jointrecon.training.series import SeriesPatchSampler
+
+    sampler = SeriesPatchSampler(tiny_series, patch=32, seed=0)
+    low, clean, level = sampler.sample(16)
+    assert low.shape == clean.shape == (16, 1, 32, 32)
+    # the level is the inserted noise (HU / 1000) of the training series: 12 HU x sqrt((1 - a) / a)
+    assert torch.all(level >= 0) and torch.all(level <= 12.0 * np.sqrt(0.95 / 0.05) / 1000 + 1e-6)
+    residual = ((low - clean) * 2000).flatten(1).std(dim=1)  # HU
+    inside = level > 0.002
+    ratio = residual[inside] / (level[inside] * 1000)
+    assert float(ratio.median()) == pytest.approx(1.0, rel=0.35)  # patches of a spatially varying noise
+
+
+def test_series_training_runs_in_bf16_and_resumes(tmp_path, tiny_series):
+    cfg = TrainConfig(steps=6, batch=2, patch=32, val_every=3, log_every=3, data="series", bf16=True)
+    summary = train("unet", tmp_path / "unet", config=cfg, caches=tiny_series)
+    assert summary["steps"] == 6 and np.isfinite(summary["best_val_psnr_mean"])
+    assert set(summary["series"]) == {"a", "b"} and summary["series"]["b"]["split"] == "val"
+    assert [h["step"] for h in summary["history"]] == [3, 6] and set(summary["history"][0]) == {"step", "10", "25", "50", "70"}
+    saved = torch.load(tmp_path / "unet" / "checkpoint.pt", weights_only=False)
+    assert {"model", "opt", "state", "sampler", "torch_rng", "config"} <= set(saved)
+    again = train("unet", tmp_path / "unet", config=cfg, caches=tiny_series)
+    assert "resumed unet at step 6" in (tmp_path / "unet" / "train.log").read_text()
+    assert again["history"] == summary["history"]

@@ -19,7 +19,9 @@ the best factor falls 3-7x from 10 % to 70 %.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -53,6 +55,14 @@ FACTORS: dict[str, dict[float, float]] = {
 #: Median of :func:`estimate_noise` over the full-dose chest validation slices 100-114 (HU); used to
 #: infer an effective dose when none is given.
 FULL_DOSE_NOISE_HU = 17.4
+
+#: Factors tuned on the validation patients (``jointrecon tune-classical``, training/heldout.py)
+#: replace the chest table when they ship; the file also says how they were found.
+TUNED_FILE = Path(__file__).resolve().parent / "classical_factors.json"
+if TUNED_FILE.exists():
+    _tuned = json.loads(TUNED_FILE.read_text())
+    FACTORS = {m: {float(d): float(f) for d, f in t.items()} for m, t in _tuned["factors"].items()}
+    FULL_DOSE_NOISE_HU = float(_tuned["full_dose_noise_hu"])
 
 #: Below this estimated noise (normalised scale, 0.02 HU) an image counts as noise-free.
 _SIGMA_FLOOR = 1e-5

@@ -16,7 +16,6 @@ the same Gaussian basis with variance exp(p)/(a I0) (evaluation uses the exact P
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +40,11 @@ TEST_SEED = 1234
 
 
 def shared_data_dir() -> Path:
-    env = os.environ.get("JOINTRECON_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    """The real CT data: ``$JOINTRECON_SHARED_DATA``, ``../shared/data`` beside the checkout, or the
+    download cache (:func:`napari_jointrecon.testdata.require`, which raises ``DataNotFound``)."""
+    from ..testdata import require
+
+    return require()
 
 
 def load_chest() -> CTVolume:

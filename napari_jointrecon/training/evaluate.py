@@ -102,7 +102,7 @@ def _fmt(v, digits):
     return f"{v[0]:.{digits}f} ± {v[1]:.{digits}f}"
 
 
-def _markdown(title, table, cards, speeds, note):
+def _markdown(title, table, cards, speeds, note, seen: frozenset = frozenset()):
     names = list(table)
     lines = [f"### {title}", "", note, ""]
     for dose in DOSE_LEVELS:
@@ -118,6 +118,8 @@ def _markdown(title, table, cards, speeds, note):
             ref = [base["_psnr"][base["_idx"].index(k)] for k in r["_idx"]]
             gain = float(np.mean(np.array(r["_psnr"]) - np.array(ref)))
             label = name if len(r["_idx"]) == n_all else f"{name} ({len(r['_idx'])} of {n_all} slices)"
+            if name in seen:
+                label += " (trained on this patient)"
             card = cards.get(name, {})
             kind = "low-dose input" if name == "input" else card.get("kind", "")
             params = f"{card['parameters']:,}" if card.get("parameters") else ""
@@ -132,24 +134,45 @@ def _markdown(title, table, cards, speeds, note):
 
 def _cards_section(names, cards) -> list[str]:
     lines = ["## Model cards", "",
-             "From `napari_jointrecon/models/weights/NAME.json` (written by `jointrecon train`).", "",
-             "| model | parameters | GFLOPs / 512² slice | recipe | steps | wall time (min) | best val. PSNR (dB) |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+             "From `napari_jointrecon/models/weights/NAME.json` (written by `jointrecon train`). Validation: "
+             "chest slices 100-114 for the chest recipe; the validation patients (`siemens-B31f-chest`, "
+             "`ge-revolution-LUNG-abdomen`, centre 320 x 320 crops) for the patient split.", "",
+             "| model | parameters | GFLOPs / 512² slice | recipe | data | steps | wall time (min) | best val. PSNR (dB) |",
+             "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
+    curves = []
     for name in names:
         card = read_card(name)
         if card is None:
             continue
         t = card["training"]
+        data = "patient split" if t.get("split") == "patient" else "chest recipe"
         lines.append(f"| {name} | {card['parameters']:,} | {card['flops_per_512_slice'] / 1e9:.1f} | "
-                     f"{t['recipe']} | {t['steps']} | {t['wall_time_s'] / 60:.1f} | "
+                     f"{t['recipe']} | {data} | {t.get('total_steps', t['steps'])} | "
+                     f"{t.get('total_wall_time_s', t['wall_time_s']) / 60:.1f} | "
                      f"{t['best_validation_psnr_mean_db']:.2f} |")
+        if t.get("validation_curve"):
+            curves.append((name, t))
     lines.append("")
+    for name, t in curves:
+        curve = t["validation_curve"]
+        doses = [k for k in curve[0] if k != "step"]
+        every = max(1, len(curve) // 12)
+        shown = curve[::every] + ([curve[-1]] if (len(curve) - 1) % every else [])
+        lines += [f"Validation curve of `{name}` (PSNR in dB on the validation patients; kept: step "
+                  f"{t['best_step']}):", "",
+                  "| step | " + " | ".join(f"{d} %" for d in doses) + " | mean |",
+                  "| ---: | " + " | ".join("---:" for _ in doses) + " | ---: |"]
+        for h in shown:
+            lines.append(f"| {h['step']} | " + " | ".join(f"{h[d]:.2f}" for d in doses)
+                         + f" | {np.mean([h[d] for d in doses]):.2f} |")
+        lines.append("")
     return lines
 
 
 def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = "runs/cache",
              models: list[str] | None = None, log=print, update_cards: bool = True,
-             row_cache: str | Path | None = "runs/eval", joint: bool = True) -> dict:
+             row_cache: str | Path | None = "runs/eval", joint: bool = True,
+             readme: str | Path | None = "README.md") -> dict:
     """Evaluate every available model (or ``models``) and write the results file.
 
     Rows are kept in ``row_cache`` keyed by the model's weights checksum (or classical settings),
@@ -163,6 +186,14 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
     low_by_dose = {d: np.stack([test.low(k, 0, d) for k in range(clean.shape[0])]) for d in DOSE_LEVELS}
     log(f"chest test slabs: {clean.shape}")
     chest = _rows(names, low_by_dose, clean, log, "chest", row_cache)
+
+    from .heldout import heldout_markdown, heldout_rows
+
+    log("held-out patients:")
+    held = heldout_rows(names, cache_dir=cache_dir, row_cache=row_cache, row_key=_row_key,
+                        slice_stride=SLICE_STRIDE, log=log)
+    # models trained on the patient split saw every chest slice: their chest rows are marked
+    seen = frozenset(n for n in names if (read_card(n) or {}).get("training", {}).get("split") == "patient")
 
     phantom = make_thorax_phantom(1.0, z_extent_mm=12, seed=PHANTOM_TEST_SEED)
     ph_low = {d: simulate_low_dose(phantom, d, seed=TEST_SEED).hu for d in DOSE_LEVELS}
@@ -198,11 +229,13 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
         "## Denoising",
         "",
     ]
+    lines += heldout_markdown(held, cards)
     lines += _markdown(
         "Real chest CT (test split)", chest, cards, speeds,
         f"`chest-ct-dicom` slices {SPLITS['test'].start}-{SPLITS['test'].stop - 1} "
-        f"({clean.shape[0]} slices of 512 x 512, never used for training or model selection); "
-        f"noise inserted in the projection domain (seed {TEST_SEED}); reference: the full-dose scan.")
+        f"({clean.shape[0]} slices of 512 x 512, never used for training or model selection of the "
+        f"models trained on the chest recipe); noise inserted in the projection domain with the fixed "
+        f"dose model (seed {TEST_SEED}); reference: the full-dose scan.", seen)
     lines += _markdown(
         "Noise-free thorax phantom", ph, cards, {},
         f"Phantom seed {PHANTOM_TEST_SEED} (not trained on), {phantom.shape[0]} slices of "
@@ -218,6 +251,11 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text("\n".join(lines) + "\n")
     log(f"wrote {out_md}")
+    if readme is not None:
+        from .heldout import readme_model_table, write_readme_table
+
+        if write_readme_table(readme, readme_model_table(held, cards, speeds, when)):
+            log(f"wrote the model table of {readme}")
 
     if update_cards:
         for name in names:
@@ -233,7 +271,12 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
                                                        for m in _METRICS} for d in DOSE_LEVELS},
                 "phantom_test": {f"{d * 100:g}%": {m: [round(v, 4) for v in ph[name][d][m]] for m in _METRICS}
                                  for d in DOSE_LEVELS},
+                "heldout_test": {
+                    series: {label: {f"{d * 100:g}%": {m: [round(v, 4) for v in r["table"][label][d][m]]
+                                                        for m in _METRICS} for d in DOSE_LEVELS}
+                             for label in ("input", name, name + " (estimated)") if label in r["table"]}
+                    for series, r in held.items()},
             }
             card["speed"] = {"slices_per_s_512_2threads": round(speeds[name], 3)}
             card_path(name).write_text(json.dumps(card, indent=2) + "\n")
-    return {"chest": chest, "phantom": ph, "speeds": speeds}
+    return {"chest": chest, "phantom": ph, "speeds": speeds, "heldout": held}

@@ -12,7 +12,7 @@ import torch
 from ..models.registry import card_path, get_spec, weights_path
 from .data import PHANTOM_TRAIN_SEEDS, SPLITS, TORSO_FILES
 
-__all__ = ["export_model", "count_flops"]
+__all__ = ["export_model", "count_flops", "tune_estimate"]
 
 
 def count_flops(model: torch.nn.Module, size: int = 512) -> int:
@@ -23,6 +23,31 @@ def count_flops(model: torch.nn.Module, size: int = 512) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.eval()(x, torch.full((1,), 0.25))
     return int(counter.get_total_flops())
+
+
+def _series_card(card: dict, summary: dict) -> None:
+    """The card of a model trained on the patient split and conditioned on the noise level."""
+    from statistics import median
+
+    from .series import PATIENT_SPLIT
+
+    series = summary["series"]
+    card["dose_conditioned"] = False
+    card["conditioning"] = "noise"
+    card["conditioning_input"] = "noise level to remove, HU / 1000 (flat soft tissue, napari_jointrecon/noise.py)"
+    # the fallback level for a given dose when an image has no flat soft tissue to measure
+    card["typical_full_dose_sd"] = round(median(v["full_dose_noise_hu"] for v in series.values()
+                                                if v["split"] == "train"), 2)
+    card.setdefault("estimate_factor", 1.0)
+    training = card["training"]
+    training["split"] = "patient"
+    training["data"] = {s: f"{split} (patient {patient})" + (
+        f": {series[s]['slices']} slices, full-dose noise {series[s]['full_dose_noise_hu']} HU, "
+        f"texture cut-off {series[s]['texture_cutoff']}" if s in series else "")
+        for s, (patient, split) in PATIENT_SPLIT.items()}
+    training["doses"] = ("10/25/50/70 % (80 %) and uniform 5-100 % (20 %); inserted noise = each series' "
+                         "own full-dose noise x sqrt((1 - dose) / dose), with its texture")
+    training["validation_curve"] = summary["history"]
 
 
 def export_model(name: str, run_dir: str | Path) -> Path:
@@ -75,9 +100,27 @@ def export_model(name: str, run_dir: str | Path) -> Path:
         training["warm_start"] = init
         training["total_steps"] = training["steps"] + (init.get("steps") or 0)
         training["total_wall_time_s"] = round(training["wall_time_s"] + (init.get("wall_time_s") or 0), 1)
+    if summary["config"].get("data") == "series":
+        _series_card(card, summary)
     for key in ("results", "speed"):
         if key in old:
             card[key] = old[key]
     card_path(name).write_text(json.dumps(card, indent=2) + "\n")
     shutil.copy(run_dir / "summary.json", run_dir / "exported_summary.json")
     return target
+
+
+def tune_estimate(name: str, cache_dir: str | Path = "runs/cache", log=print) -> float:
+    """Choose a noise-conditioned model's ``estimate_factor`` (the share of the measured noise that
+    "estimate from the image" removes; :func:`~napari_jointrecon.training.heldout.tune_estimate_factor`)
+    and write it, with the scores behind it, into its card."""
+    from ..models.registry import load_model
+    from .heldout import tune_estimate_factor
+
+    factor, scores = tune_estimate_factor(name, cache_dir, log=log)
+    card = json.loads(card_path(name).read_text())
+    card["estimate_factor"] = factor
+    card["estimate_factor_psnr_db"] = scores
+    card_path(name).write_text(json.dumps(card, indent=2) + "\n")
+    load_model.cache_clear()
+    return factor

@@ -35,7 +35,11 @@ from ..models.registry import get_spec
 from .data import PatchSampler, build_cache, validation_set
 from .losses import l1_ssim_loss, lsgan_d_loss, lsgan_g_loss
 
-__all__ = ["TrainConfig", "train", "DEFAULT_CONFIGS", "psnr_model_scale"]
+__all__ = ["TrainConfig", "train", "DEFAULT_CONFIGS", "psnr_model_scale", "COMMITTED_CHECKPOINTS"]
+
+#: Checkpoints kept in the repository between sessions (one file per model, overwritten): a run
+#: without a checkpoint in its folder continues from here (``scripts/save_checkpoint.sh`` copies).
+COMMITTED_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 @dataclass
@@ -56,11 +60,18 @@ class TrainConfig:
     init: str | None = None
     #: Supervised recipe: loss = L1 + ssim_weight * (1 - SSIM).
     ssim_weight: float = 0.0
+    #: ``"chest"``: the chest slabs, torso and phantom with the fixed dose model, dose-conditioned
+    #: (``training/data.py``); ``"series"``: every real series split by patient, each with its own
+    #: noise level and texture, conditioned on the inserted noise level (``training/series.py``).
+    data: str = "chest"
+    #: bf16 autocast for the forward pass on the CPU (the residual subtraction stays in fp32).
+    bf16: bool = False
 
 
-#: Steps and time budgets per model: every model trains in 4-12 minutes on 2 CPU cores.
+#: Steps and time budgets per model. ``unet`` trains on every real series split by patient, for
+#: hours (resumable across sessions); the others still have the 4-12 minute chest recipe.
 DEFAULT_CONFIGS = {
-    "unet": TrainConfig(steps=3000, time_budget_s=540),
+    "unet": TrainConfig(steps=40000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
     "autoencoder": TrainConfig(steps=2500, time_budget_s=240),
     "resnet": TrainConfig(steps=1500, patch=64, time_budget_s=300),
     "nafnet": TrainConfig(steps=3000, time_budget_s=540),
@@ -79,14 +90,19 @@ def psnr_model_scale(out: torch.Tensor, clean: torch.Tensor) -> float:
 
 @torch.no_grad()
 def _validate(model, val) -> dict[str, float]:
+    """Validation PSNR per dose: ``val`` holds ``(low, clean, dose)`` (chest data, the model
+    conditioned on the dose) or ``(low, clean, level, dose, series)`` (series data, conditioned on
+    the inserted noise level; the PSNR is the mean over the series)."""
     model.eval()
-    scores = {}
-    for low, clean, dose in val:
-        d = torch.full((low.shape[0],), dose)
+    per_dose: dict[str, list[float]] = {}
+    for item in val:
+        low, clean, cond = item[:3]
+        dose = item[3] if len(item) > 3 else cond
+        d = torch.full((low.shape[0],), cond)
         out = torch.cat([model(low[i:i + 8], d[i:i + 8]) for i in range(0, low.shape[0], 8)])
-        scores[f"{int(round(dose * 100))}"] = psnr_model_scale(out, clean)
+        per_dose.setdefault(f"{int(round(dose * 100))}", []).append(psnr_model_scale(out, clean))
     model.train()
-    return scores
+    return {k: float(np.mean(v)) for k, v in per_dose.items()}
 
 
 def _lr(step: int, total: int, base: float, warmup: int = 100) -> float:
@@ -108,11 +124,12 @@ def _init_record(path: str) -> dict:
 
 def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache",
           config: TrainConfig | None = None, resume: bool = True, log_file: str | Path | None = None,
-          caches: dict | None = None) -> dict:
+          caches: dict | None = None, fallback_checkpoint: str | Path | None = None) -> dict:
     """Train one registered model; returns a summary (also written to ``out_dir/summary.json``).
 
     ``caches`` (name -> NoiseCache, with ``chest_train`` and ``chest_val``) replaces the caches built
-    from the shared data, for smoke tests.
+    from the shared data, for smoke tests. ``fallback_checkpoint``: where to resume from when
+    ``out_dir`` has no checkpoint (``jointrecon train`` passes the committed ``checkpoints/NAME.pt``).
     """
     spec = get_spec(name)
     if spec.kind != "learned":
@@ -130,12 +147,26 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    if caches is None:
-        caches = build_cache(cache_dir, log=log)
-    val = validation_set(caches)
-    sampler = PatchSampler(caches, patch=cfg.patch, seed=cfg.seed)
+    data_info = None
+    if cfg.data == "series":
+        from .series import SeriesPatchSampler, build_series_caches, series_eval_set
+
+        if caches is None:
+            caches = build_series_caches(cache_dir, log=log)
+        val = series_eval_set(caches, "val")
+        sampler = SeriesPatchSampler(caches, patch=cfg.patch, seed=cfg.seed)
+        data_info = {c.name: {"split": c.split, "slices": len(c.slices), "full_dose_noise_hu": round(c.sd_full, 2),
+                              "nps_mean_cycles_per_px": round(c.f_series, 4), "texture_cutoff": c.cutoff}
+                     for c in caches.values()}
+    else:
+        if caches is None:
+            caches = build_cache(cache_dir, log=log)
+        val = validation_set(caches)
+        sampler = PatchSampler(caches, patch=cfg.patch, seed=cfg.seed)
 
     model = spec.build()
+    if cfg.bf16:
+        model = model.to(memory_format=torch.channels_last)
     state = {"step": 0, "best": -1.0, "best_state": None, "elapsed": 0.0, "history": []}
     aux: dict[str, torch.nn.Module] = {}
     if spec.recipe == "teacher_student":
@@ -157,8 +188,9 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
                                    betas=(0.9, 0.999) if k != "disc" else (0.5, 0.999))
                for k, m in aux.items()}
     ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    source = ckpt if ckpt.exists() or fallback_checkpoint is None else Path(fallback_checkpoint)
+    if resume and source.exists():
+        saved = torch.load(source, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         for k in aux:
@@ -166,7 +198,9 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
             aux_opt[k].load_state_dict(saved["aux_opt"][k])
         state = saved["state"]
         sampler.rng.bit_generator.state = saved["sampler"]
-        log(f"resumed {name} at step {state['step']}")
+        if "torch_rng" in saved:
+            torch.set_rng_state(saved["torch_rng"])
+        log(f"resumed {name} at step {state['step']} from {source}")
     else:
         if cfg.init:
             model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True))
@@ -178,8 +212,10 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                     "aux": {k: m.state_dict() for k, m in aux.items()},
                     "aux_opt": {k: o.state_dict() for k, o in aux_opt.items()},
-                    "state": state, "sampler": sampler.rng.bit_generator.state, "config": asdict(cfg)},
-                   ckpt)
+                    "state": state, "sampler": sampler.rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "config": asdict(cfg)},
+                   ckpt.with_suffix(".tmp"))
+        ckpt.with_suffix(".tmp").replace(ckpt)  # never a half-written checkpoint
 
     student_ready = False
     main_steps = state.get("main_steps", cfg.steps)
@@ -190,6 +226,8 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
     while state["step"] < total:
         step = state["step"]
         low, clean, dose = sampler.sample(cfg.batch)
+        if cfg.bf16:
+            low = low.contiguous(memory_format=torch.channels_last)
         in_aux = step < aux_steps
         main_step = step - aux_steps
         if spec.recipe == "teacher_student" and in_aux:
@@ -251,6 +289,10 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
                 loss = F.l1_loss(pred, clean) + 0.01 * lsgan_g_loss(disc(pred))
             elif cfg.ssim_weight > 0:
                 loss = l1_ssim_loss(model(low, dose), clean, ssim_weight=cfg.ssim_weight)
+            elif cfg.bf16:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    pred = model(low, dose)  # the residual subtraction x - noise promotes to fp32
+                loss = F.l1_loss(pred.float(), clean)
             else:
                 loss = F.l1_loss(model(low, dose), clean)
             opt.zero_grad()
@@ -283,6 +325,8 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
     }
     if state.get("init"):
         summary["init"] = state["init"]
+    if data_info is not None:
+        summary["series"] = data_info
     torch.save(state["best_state"], out / "best.pt")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log(f"done: best validation PSNR {state['best']:.2f} at step {state.get('best_step')}")

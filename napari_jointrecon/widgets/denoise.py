@@ -37,8 +37,13 @@ def device_choices(cuda: bool, mps: bool) -> list[tuple[str, str]]:
 def model_hint(card: dict) -> str:
     """One line from a model card: what it is, its measured quality and speed."""
     parts = [card.get("title", card["name"])]
+    held = (card.get("results") or {}).get("heldout_test", {})
+    gains = [r[card["name"]]["25%"]["psnr"][0] - r["input"]["25%"]["psnr"][0]
+             for r in held.values() if card["name"] in r and "input" in r]
     res = (card.get("results") or {}).get("chest_test", {})
-    if "25%" in res and "10%" in res:
+    if gains:
+        parts.append(f"held-out patients: {sum(gains) / len(gains):+.1f} dB over the input at 25 %")
+    elif "25%" in res and "10%" in res:
         parts.append(f"chest test PSNR {res['10%']['psnr'][0]:.1f} / {res['25%']['psnr'][0]:.1f} dB at 10 / 25 %")
     speed = (card.get("speed") or {}).get("slices_per_s_512_2threads")
     if speed:
@@ -63,7 +68,7 @@ class DenoiseWidget(ThreadedWidget):
         self._cuda, self._mps = _cuda_available(), _mps_available()
         default = next(name for name, c in self._cards.items() if c["default"])
         self.layer_box = ComboBox(label="Input", choices=self._layer_choices, nullable=True)
-        self.dose_box = ComboBox(label="Dose", value=0.25, choices=[("estimate from the image", "estimate")]
+        self.dose_box = ComboBox(label="Dose", value="estimate", choices=[("estimate from the image", "estimate")]
                                  + [(f"{d * 100:g} %", d) for d in DOSE_LEVELS])
         self.model_box = ComboBox(label="Model", value=default, choices=[
             (f"{name}{' (default)' if c['default'] else ''} · {c['kind']}", name) for name, c in self._cards.items()])
@@ -184,14 +189,15 @@ class DenoiseWidget(ThreadedWidget):
     def _on_result(self, layer, result, info, hu_warning: str = "") -> None:
         if self._cancelled or self._removed(layer):
             return
-        hu, device, dose, raw, runtime = result
+        hu, device, cond, runtime = result
         # compiled: what ran, not what was asked for (a failed compile runs the plain network)
-        info.update(dose=dose, compiled=runtime == "torch.compile", runtime=runtime)
-        if raw is not None:
-            info["dose_estimate"] = raw
+        info.update(dose=cond.dose, estimated=cond.estimated, conditioning=cond.describe(),
+                    compiled=runtime == "torch.compile", runtime=runtime)
+        if cond.noise_sd is not None:
+            info.update(noise_sd_hu=round(cond.noise_sd, 2), removed_hu=round(cond.level_hu, 2))
         seconds = time.perf_counter() - info.pop("started")
         info.update(device=device, seconds=round(seconds, 3))
-        name = f"{info['input']} · {info['model']} {info['dose'] * 100:g}%"
+        name = f"{info['input']} · {info['model']} {cond.label()}"
         kwargs = result_layer_kwargs(layer, name=name, first_slice=info["first_slice"],
                                      metadata={"denoise": info})
         if layer.ndim == 3 and hu.ndim == 2:
@@ -201,9 +207,8 @@ class DenoiseWidget(ThreadedWidget):
         except Exception as exc:  # noqa: BLE001 - reported; the viewer stays usable
             self._failed("Denoising", exc)
             return
-        estimated = f" (dose estimated from the noise: ≈{raw * 100:.0f} %)" if raw is not None else ""
-        self._say(f"Added '{name}': {info['slices']} slice(s) in {seconds:.1f} s on {device}{estimated}."
-                  + hu_warning)
+        self._say(f"Added '{name}': {info['slices']} slice(s) in {seconds:.1f} s on {device} "
+                  f"({info['conditioning']})." + hu_warning)
 
     def _on_finished(self) -> None:
         self._run_finished()
@@ -213,26 +218,20 @@ class DenoiseWidget(ThreadedWidget):
 def _denoise_job(hu, model: str, dose, device: str, compile: bool = False):
     """Generator run in the worker thread: yields Progress per batch.
 
-    Returns ``(HU, device used, dose, estimated dose or None, runtime)``;
-    ``dose="estimate"`` measures the noise first (here, off the main thread); ``runtime`` is what
-    ran the network: "onnxruntime", "torch.compile", "torch" or "classical" (a compile that failed
-    reports the plain network).
+    Returns ``(HU, device used, Conditioning, runtime)``; ``dose="estimate"`` measures the noise
+    first (here, off the main thread); ``runtime`` is what ran the network: "onnxruntime",
+    "torch.compile", "torch" or "classical" (a compile that failed reports the plain network).
     """
     from ..inference import iter_denoise
 
-    raw = None
-    if dose == "estimate":
-        from ..dose import estimate_dose
-
-        dose, raw = estimate_dose(hu)
     gen = iter_denoise(hu, model=model, dose=dose, device=device, compile=compile)
-    last, runtime = "cpu", ""
+    last, runtime, cond = "cpu", "", None
     try:
         while True:
             p = next(gen)
-            last, runtime = p.device, p.runtime
+            last, runtime, cond = p.device, p.runtime, p.conditioning
             yield p
     except StopIteration as stop:
-        return stop.value, last, dose, raw, runtime
+        return stop.value, last, cond, runtime
     finally:
         gen.close()

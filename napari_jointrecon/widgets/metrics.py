@@ -131,7 +131,8 @@ class MetricsWidget(Container):
     def _run_info(self, layer) -> None:
         info = layer.metadata.get("denoise")
         if info:
-            self.results["run"] = {"model": info["model"], "dose": f"{info['dose'] * 100:g} %",
+            dose = info.get("conditioning") or f"{info['dose'] * 100:g} %"
+            self.results["run"] = {"model": info["model"], "dose": dose,
                                    "device": info.get("device", "?"), "seconds": float(info.get("seconds", 0.0)),
                                    "slices": info.get("slices")}
 
