@@ -4,7 +4,9 @@ Eight studies of 512 x 512 x 40 (slabs of the real chest series, written as NIfT
 with one model at 25 % dose:
 
 * baseline: ``nj.denoise`` alone on each study, in this process, with torch on all the cores
-  (studies already in memory, nothing written; warm-up first): the sum over the studies;
+  (studies already in memory, nothing written; warm-up first): the sum over the studies; and the
+  same in a new process, its first call included (importing torch, exporting the network), which
+  the batch's fresh workers pay too;
 * batch: a LocalCluster started, ``nj.batch`` run on it (reading each study, denoising, writing
   ``.nii.gz``, the noise estimate, ``results.csv`` and ``summary.md``), and the cluster closed,
   for several cluster shapes (worker processes x threads, torch threads per task);
@@ -61,6 +63,28 @@ def make_studies(folder: Path, n: int, slices: int) -> list[Path]:
     return paths
 
 
+COLD = """
+import sys, time
+import napari_jointrecon as nj
+volumes = [nj.load_ct(p) for p in sys.argv[2:]]
+t0 = time.perf_counter()
+for volume in volumes:
+    nj.denoise(volume, model=sys.argv[1], dose=0.25, device="cpu")
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_baseline(paths, model: str) -> float:
+    """The same in a new process, its first call included (importing torch, exporting the
+    network), as a batch's fresh workers pay them: the engine's overhead without the model's."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", COLD, model, *map(str, paths)], check=True,
+                          capture_output=True, text=True)
+    return float(done.stdout.split()[-1])
+
+
 def baseline(volumes, model: str) -> float:
     t0 = time.perf_counter()
     for volume in volumes:
@@ -110,12 +134,14 @@ def main() -> None:
         volumes = [nj.load_ct(p) for p in paths]
         largest = max(v.hu.nbytes for v in volumes)
         nj.denoise(volumes[0], model=args.model, dose=0.25, device="cpu")  # warm-up (export, caches)
-        times: dict[str, list[float]] = {"baseline": []}
+        times: dict[str, list[float]] = {"baseline": [], "cold": []}
         peaks: dict[str, list[int]] = {}
         inside: dict[str, list[tuple[float, float]]] = {}  # (denoising, whole tasks) summed over the studies
         for r in range(args.repeats):
             times["baseline"].append(baseline(volumes, args.model))
-            print(f"repeat {r + 1}: baseline {times['baseline'][-1]:.1f} s", flush=True)
+            times["cold"].append(cold_baseline(paths, args.model))
+            print(f"repeat {r + 1}: baseline {times['baseline'][-1]:.1f} s, in a new process "
+                  f"{times['cold'][-1]:.1f} s", flush=True)
             for name, (workers, per_worker, torch_threads) in shapes.items():
                 seconds, peak, table = run_batch(inputs, tmp / f"out-{r}-{workers}-{per_worker}-{torch_threads}",
                                                  args.model, workers, per_worker, torch_threads)
@@ -131,6 +157,7 @@ def main() -> None:
         assert (table.status == "ok").all(), table[table.status != "ok"].error.tolist()
 
     base = statistics.median(times["baseline"])
+    cold = statistics.median(times["cold"])
     n_slices = args.studies * args.slices
     limit = 2 * largest + 2**30
     print()
@@ -139,13 +166,15 @@ def main() -> None:
           f"{args.studies} studies of {args.slices} x 512 x 512 ({n_slices} slices); median of {args.repeats}")
     print("denoising / task: the sums over the tasks of their denoising time and of their whole time "
           "(reading, denoising, writing, noise estimate)")
-    print(f"{'run':52s} {'seconds':>8s} {'slices/s':>9s} {'ratio':>6s} {'worker peak MiB':>16s} "
+    print("ratio: to nj.denoise after a warm-up / in a new process (its first call included)")
+    print(f"{'run':52s} {'seconds':>8s} {'slices/s':>9s} {'ratio':>11s} {'worker peak MiB':>16s} "
           f"{'denoising / task s':>19s}")
-    print(f"{'nj.denoise alone, torch ' + str(cores) + ' threads (sum)':52s} {base:8.1f} {n_slices / base:9.2f} {1.0:6.2f}")
+    print(f"{'nj.denoise alone, torch ' + str(cores) + ' threads (sum)':52s} {base:8.1f} {n_slices / base:9.2f}")
+    print(f"{'the same in a new process':52s} {cold:8.1f} {n_slices / cold:9.2f}")
     for name in shapes:
         t = statistics.median(times[name])
         d, w = (statistics.median(v) for v in zip(*inside[name], strict=True))
-        print(f"{'batch, ' + name:52s} {t:8.1f} {n_slices / t:9.2f} {t / base:6.2f} "
+        print(f"{'batch, ' + name:52s} {t:8.1f} {n_slices / t:9.2f} {f'{t / base:.2f} / {t / cold:.2f}':>11s} "
               f"{max(peaks[name]) / 2**20:16.0f} {f'{d:.1f} / {w:.1f}':>19s}")
     print(f"default shape, 2 studies simulated at 25 % and measured against the full dose: worker peak "
           f"{measured_peak / 2**20:.0f} MiB")

@@ -433,9 +433,10 @@ def local_cluster_size(tasks: int, workers: int | None = None, cores: int | None
     One task per core, side by side, each with one torch thread: reading, writing and measuring
     one study then overlap denoising another. Two task threads per worker process by default:
     they share the imports, the exported network and its memory (on 2 cores, 1 process x 2
-    threads beat 2 processes x 1 thread and 1 task at a time with 2 torch threads:
-    ``benchmarks/bench_batch.py``), and more threads per process would contend for the GIL in
-    the Python parts. Never more task threads than tasks: the cores left over go to torch.
+    threads was 7-10 % faster than 2 processes x 1 thread on a loaded machine and within 3 % on
+    a quieter one, with half the memory, and 17-20 % faster than 1 task at a time with 2 torch
+    threads: ``benchmarks/bench_batch.py``), and more threads per process would contend for the
+    GIL in the Python parts. Never more task threads than tasks: the cores left over go to torch.
     """
     cores = cores or _cores()
     slots = max(1, min(cores, tasks))
