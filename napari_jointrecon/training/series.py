@@ -31,7 +31,7 @@ import torch
 from ..dose import DEFAULT_DOSE_MODEL, DOSE_LEVELS, _line_integrals, _mu, _normal, _projector, _to_hu
 from ..io import load_ct
 from ..noise import NPS_PATCH, apply_texture, flat_patches, nps_mean_frequency, patch_stack
-from .data import shared_data_dir
+from .data import PatchSampler, shared_data_dir
 
 __all__ = ["PATIENT_SPLIT", "SeriesCache", "build_series_caches", "SeriesPatchSampler", "series_eval_set",
            "quantum_noise", "fit_texture"]
@@ -183,10 +183,8 @@ class SeriesPatchSampler:
         self.rng = np.random.default_rng(seed)
         self.continuous_fraction = continuous_fraction
 
-    def dose(self) -> float:
-        if self.rng.random() < self.continuous_fraction:
-            return float(self.rng.uniform(0.05, 1.0))
-        return float(self.rng.choice(DOSE_LEVELS))
+    #: the same dose draw as the chest recipe's sampler
+    dose = PatchSampler.dose
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         lows, cleans, levels = [], [], []
