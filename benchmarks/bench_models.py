@@ -6,7 +6,8 @@ whole 141-slice chest series with the default model (target: at most 2 x its flo
 in a process of its own that starts from the saved HU array (reading the DICOM series is measured
 apart, in another process).
 Learned models are timed three times in the same run: as ``nj.denoise`` runs them by default on
-the CPU (ONNX Runtime: the "slices/s" column and the RED-CNN ratio), in torch's eager mode
+the CPU (the "runtime" column: bf16 autocast for networks trained so on a CPU with native bf16,
+else ONNX Runtime; the "slices/s" column and the RED-CNN ratio), in torch's eager fp32 mode
 (``runtime="torch"``), and through ``torch.compile`` (``compile=True``), with the time of the
 first compiled call (compiling plus the 4 slices; shorter when inductor's disk cache already
 holds the kernels). The largest differences from the eager output are printed too. A failed
@@ -112,8 +113,10 @@ def main() -> int:
         memory_run(args.memory_run)
         return 0
     torch.set_num_threads(2)
+    from napari_jointrecon.inference import cpu_bf16_supported, trained_bf16
+
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, fp32")
+          f"{torch.get_num_threads()} threads, native bf16: {cpu_bf16_supported()}")
     cards = {c["name"]: c for c in nj.list_models()}
     names = args.models or list(cards)
     results, eager, compiled = {}, {}, {}
@@ -130,7 +133,7 @@ def main() -> int:
             except RuntimeError as exc:
                 print(f"{name}: {exc}")
     base = results.get("redcnn")
-    print(f"{'model':16s} {'kind':9s} {'slices/s':>9s} {'x RED-CNN':>9s} {'params':>9s} {'GFLOPs':>7s} "
+    print(f"{'model':16s} {'kind':9s} {'runtime':11s} {'slices/s':>9s} {'x RED-CNN':>9s} {'params':>9s} {'GFLOPs':>7s} "
           f"{'eager/s':>8s} {'x eager':>7s} {'|diff| HU':>9s} "
           f"{'compiled/s':>10s} {'x eager':>7s} {'1st call s':>10s} {'|diff| HU':>9s}")
     for name in names:
@@ -149,7 +152,10 @@ def main() -> int:
         else:
             comp = f"{'-':>10s} {'-':>7s} {'-':>10s} {'-':>9s}"
         flag = " (default)" if card["default"] else ""
-        print(f"{name:16s} {card['kind']:9s} {results[name]:9.2f} {ratio} {params} {flops} {plain} {comp}{flag}")
+        used = (nj.select_runtime("auto", "cpu", trained_bf16=trained_bf16(name))
+                if card["kind"] == "learned" else "classical")
+        print(f"{name:16s} {card['kind']:9s} {used:11s} {results[name]:9.2f} {ratio} {params} {flops} {plain} "
+              f"{comp}{flag}")
     print(f"peak RSS of this process: {_peak_mb():.0f} MB")
     if not args.skip_memory:  # fresh processes, so that one peak does not hide another
         with tempfile.TemporaryDirectory() as tmp:

@@ -155,7 +155,7 @@ def _cmd_denoise(args) -> int:
     _check_output(volume, args.output, overwrite=args.overwrite)
 
     def show(p):
-        print(f"\r{args.model}: {p.done}/{p.total} slices on {p.device}", end="", file=sys.stderr)
+        print(f"\r{args.model}: {p.done}/{p.total} {p.unit} on {p.device}", end="", file=sys.stderr)
 
     result = denoise(volume, model=args.model, dose=dose, device=args.device, progress=show,
                      compile=args.compile, runtime=args.runtime)
@@ -210,7 +210,7 @@ def _cmd_models(args) -> int:
         mark = "*" if card["default"] else " "
         speed = card.get("speed", {}).get("slices_per_s_512_2threads")
         extra = f", {speed:.1f} slices/s" if speed else ""
-        print(f"{mark} {card['name']:16s} {card['kind']:9s} {card['title']}{extra}")
+        print(f"{mark} {card['name']:16s} {card['role']:15s} {card['title']}{extra}")
     print("point models (jointrecon pointcloud --model; * = default), Chamfer distance at 25 % dose on the test slabs (docs/RESULTS.md):")
     results = point_model_card().get("results", {}).get("chest_test", {}).get("25%", {})
     for name, kinds in POINT_MODELS.items():
@@ -221,8 +221,33 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_train_diffusion(args) -> int:
+    from dataclasses import asdict
+
+    from .training.diffusion import DEFAULT_CONFIG, DiffusionConfig, export_diffusion, train_diffusion
+    from .training.train import COMMITTED_CHECKPOINTS
+
+    if args.init is not None or args.ssim_weight is not None:
+        raise ValueError("the diffusion model trains on its own objective: --init and --ssim-weight do not apply")
+    config = DiffusionConfig(**asdict(DEFAULT_CONFIG))
+    for key in ("steps", "batch", "patch", "lr", "seed", "val_every", "time_budget_s"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(config, key, value)
+    out = args.out or f"runs/{args.model}"
+    train_diffusion(out, cache_dir=args.cache, config=config, resume=not args.restart,
+                    fallback_checkpoint=COMMITTED_CHECKPOINTS / f"{args.model}.pt" if args.out is None else None)
+    if not args.no_export:
+        print(f"exported {export_diffusion(out)}")
+    return 0
+
+
 def _cmd_train(args) -> int:
+    from .models.registry import get_spec
     from .training.export import export_model
+
+    if get_spec(args.model).recipe == "diffusion":
+        return _cmd_train_diffusion(args)
     from .training.train import DEFAULT_CONFIGS, TrainConfig, train
 
     config = DEFAULT_CONFIGS.get(args.model, TrainConfig())
@@ -328,6 +353,77 @@ def _cmd_fetch_test_data(args) -> int:
     return 0
 
 
+def _pacs_settings(args):
+    """The server from the options, else the saved settings; the password or token comes from
+    $JOINTRECON_PACS_SECRET, this session or the keyring, or a prompt (never from the command line)."""
+    import os
+
+    from .pacs import ServerSettings, load_settings, save_settings
+    from .pacs.settings import load_secret
+
+    saved = load_settings()
+    given = {k: v for k, v in {"protocol": args.protocol, "url": args.url, "auth": args.auth,
+                               "username": args.user, "host": args.host, "port": args.port,
+                               "called_ae": args.aet, "calling_ae": args.calling_aet,
+                               "timeout": args.timeout}.items() if v is not None}
+    if args.url and "protocol" not in given:
+        given["protocol"] = "dicomweb"
+    if args.host and "protocol" not in given:
+        given["protocol"] = "dimse"
+    settings = ServerSettings(**{**saved.to_dict(), **given})
+    if settings.auth != "none" and not settings.secret:
+        settings.secret = os.environ.get("JOINTRECON_PACS_SECRET") or load_secret(settings) or ""
+        if not settings.secret and sys.stdin.isatty():
+            import getpass
+
+            settings.secret = getpass.getpass("token: " if settings.auth == "bearer" else "password: ")
+    if args.save:
+        save_settings(settings)
+    return settings
+
+
+def _cmd_pacs(args) -> int:
+    from . import pacs
+
+    try:
+        settings = _pacs_settings(args)
+        if args.pacs_command == "echo":
+            print(pacs.echo(settings))
+        elif args.pacs_command == "find":
+            studies = pacs.find(settings, patient_id=args.patient_id, patient_name=args.patient_name,
+                                date_from=args.date_from, date_to=args.date_to, accession=args.accession,
+                                modality=args.modality, limit=args.limit)
+            for study in studies:
+                print(f"{study.study_uid}\t{study.label()}")
+                for entry in (pacs.list_series(settings, study) if args.series else []):
+                    print(f"  {entry.series_uid}\t{entry.label()}")
+        elif args.pacs_command == "get":
+            def show(p):
+                print(f"\r{p.stage}: {p.done}/{p.total} instances", end="", file=sys.stderr)
+
+            volume = pacs.retrieve(settings, args.study, args.series, cache=args.cache, refresh=args.refresh,
+                                   progress=show)
+            print(file=sys.stderr)
+            print(volume.summary())
+            if args.output:
+                print(_wrote(_write(volume, args.output, overwrite=args.overwrite)))
+        else:
+            from .io import load_ct
+            from .pacs.derived import adopt_source
+
+            result = load_ct(args.input, series=args.input_series)
+            source = pacs.retrieve(settings, args.study, args.source_series, cache=args.cache)
+            sent = pacs.send(settings, adopt_source(result, source), source_series_uid=args.source_series,
+                             model=args.model, dose=None if args.dose is None else _dose(args.dose),
+                             description=args.description)
+            print(f"stored {sent.n_instances} instance(s) as series {sent.series_uid} of study {sent.study_uid} "
+                  f"('{sent.description}')")
+    except (pacs.PacsError, pacs.Cancelled) as exc:
+        print(f"jointrecon: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .joint import POINT_MODELS
 
@@ -374,8 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (seconds to compile; faster for large volumes)")
-    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"],
-                   help="auto: ONNX Runtime on the CPU (faster, same result), torch on a GPU")
+    from .inference import RUNTIMES
+
+    p.add_argument("--runtime", default="auto", choices=list(RUNTIMES),
+                   help="auto: on the CPU bf16 autocast for networks trained so (where the CPU has bf16), "
+                        "else ONNX Runtime (faster, same result); torch on a GPU")
     p.add_argument("--series")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--overwrite", action="store_true")
@@ -477,6 +576,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="parallel downloads")
     p.add_argument("--retries", type=int, default=2, help="further tries of a failed file")
     p.set_defaults(func=_cmd_fetch_test_data)
+
+    server = argparse.ArgumentParser(add_help=False)
+    g = server.add_argument_group("PACS server (default: the saved settings; the password or token comes "
+                                  "from $JOINTRECON_PACS_SECRET, the keyring or a prompt)")
+    g.add_argument("--protocol", choices=["dicomweb", "dimse"])
+    g.add_argument("--url", help="DICOMweb base URL, e.g. http://localhost:8042/dicom-web")
+    g.add_argument("--auth", choices=["none", "basic", "bearer"])
+    g.add_argument("--user", help="basic-auth user name")
+    g.add_argument("--host", help="DIMSE host")
+    g.add_argument("--port", type=int, help="DIMSE port")
+    g.add_argument("--aet", help="the PACS AE title (called AE)")
+    g.add_argument("--calling-aet", help="this application's AE title (default JOINTRECON)")
+    g.add_argument("--timeout", type=float, help="seconds to wait for a connection (default 4)")
+    g.add_argument("--save", action="store_true", help="remember these settings (never the password)")
+    p = sub.add_parser("pacs", help="query, retrieve from and send to a PACS (DICOMweb or DIMSE)")
+    pacs_sub = p.add_subparsers(dest="pacs_command", required=True)
+    q = pacs_sub.add_parser("echo", parents=[server], help="check the connection (QIDO-RS or C-ECHO)")
+    q = pacs_sub.add_parser("find", parents=[server], help="search studies (and list their series)")
+    q.add_argument("--patient-id", default="")
+    q.add_argument("--patient-name", default="", help="a prefix, or a pattern with * and ?")
+    q.add_argument("--date-from", help="YYYY-MM-DD")
+    q.add_argument("--date-to", help="YYYY-MM-DD")
+    q.add_argument("--accession", default="")
+    q.add_argument("--modality", default="CT", help="modality in the study (default CT; '' for any)")
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--series", action="store_true", help="list each study's series")
+    q = pacs_sub.add_parser("get", parents=[server], help="retrieve a series into the cache and open it")
+    q.add_argument("study", help="StudyInstanceUID")
+    q.add_argument("series", help="SeriesInstanceUID")
+    q.add_argument("--cache", help="cache folder (default: the user cache folder)")
+    q.add_argument("--refresh", action="store_true", help="retrieve again even when cached")
+    q.add_argument("-o", "--output", help="also write it: .nii/.nii.gz/.mha/.nrrd, or a folder for DICOM")
+    q.add_argument("--overwrite", action="store_true")
+    q = pacs_sub.add_parser("send", parents=[server],
+                            help="store a result as a new derived series of its source's study")
+    q.add_argument("input", help="the result: a CT file or DICOM folder")
+    q.add_argument("--study", required=True, help="StudyInstanceUID of the source series")
+    q.add_argument("--source-series", required=True, help="SeriesInstanceUID the result was computed from")
+    q.add_argument("--input-series", help="series key of INPUT when it holds several")
+    q.add_argument("--model", help="the model named in the descriptions")
+    q.add_argument("--dose", type=float, help="the dose named in the descriptions (percent or fraction)")
+    q.add_argument("--description", help="SeriesDescription instead of the generated one")
+    q.add_argument("--cache", help="cache folder of the source series")
+    p.set_defaults(func=_cmd_pacs)
 
     p = sub.add_parser("view", help="open napari with the plugin (needs a display)")
     p.add_argument("input", nargs="?")

@@ -24,6 +24,15 @@ def default_sample_path() -> Path:
     return Path(__file__).resolve().parents[1] / "sample_data" / "thorax_phantom_dicom"
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` for the report: beside the checkout as ``../...`` (the shared data), else whole."""
+    checkout = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path("..") / path.resolve().relative_to(checkout.parent))
+    except ValueError:
+        return str(path)
+
+
 def _settle(app, seconds: float = 0.3) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -41,22 +50,26 @@ def _wait(app, busy, timeout: float = 600.0) -> None:
 
 
 def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None = None, *,
-             chest: bool = False, dose: float = 0.25) -> Path:
+             chest: bool = False, dose: float = 0.25, prefix: str = "") -> Path:
     """Run the workflow in napari (needs a display, e.g. Xvfb); returns the report's path.
 
     ``input_path``: a full-dose CT to use instead of the sample (its low dose is simulated).
+    ``prefix``: put before the names of the screenshots and the report (``SCREENSHOTS``). The window
+    is 1400 x 1000 pixels, the plugin's docks one tabbed panel on its right; the slice views are
+    framed on the body.
     """
     import napari
     from qtpy.QtWidgets import QApplication
 
     from .dose import simulate_low_dose
     from .io import load_ct
+    from .widgets._common import body_box, frame_camera
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     viewer = napari.Viewer(show=True, title="napari-jointrecon demo")
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1400, 1000)
     app = QApplication.instance()
     t0 = time.perf_counter()
     if chest or input_path:
@@ -68,7 +81,7 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
         low = simulate_low_dose(full, dose, seed=0)
         ref_layer = viewer.add_image(full.hu, **full.layer_kwargs(name="full dose"))
         low_layer = viewer.add_image(low.hu, **low.layer_kwargs(name=f"{dose * 100:g}% dose"))
-        source = str(input_path)
+        source = _shown_path(Path(input_path))
     else:
         from .widgets._common import layer_volume
 
@@ -80,7 +93,7 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
         low_layer = viewer.add_image(low.hu, **low.layer_kwargs(name=f"phantom {dose * 100:g}% dose"))
         source = "sample data: thorax phantom (1 mm, noise-free) and its simulated low dose"
     timings["load"] = time.perf_counter() - t0
-    k = low_layer.data.shape[0] // 2 if not chest else 70
+    k = 70 if chest else low_layer.data.shape[0] // 2
     viewer.dims.set_point(0, float(low_layer.data_to_world((k, 0, 0))[0]))
     viewer.window.add_plugin_dock_widget(PLUGIN, "Load CT")
 
@@ -100,14 +113,16 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
     compare.after_box.value = after
     compare.slider.value = 0.5
     compare.mode_box.value = "swipe"
-    viewer.reset_view()
     _settle(app)
-    viewer.screenshot(str(out / "compare_swipe.png"), canvas_only=False, flash=False)
+    box = body_box(low_layer, k)
+    if box is None or not frame_camera(viewer, *box, margin=0.04):
+        viewer.reset_view()
+    _settle(app)
+    viewer.screenshot(str(out / f"{prefix}compare_swipe.png"), canvas_only=False, flash=False)
     compare.mode_box.value = "side"
-    compare.apply()
-    viewer.reset_view()
+    compare.apply()  # framed on the body by the widget
     _settle(app)
-    viewer.screenshot(str(out / "compare_side_by_side.png"), canvas_only=True, flash=False)
+    viewer.screenshot(str(out / f"{prefix}compare_side_by_side.png"), canvas_only=True, flash=False)
     compare.mode_box.value = "blend"
     compare.slider.value = 1.0
 
@@ -119,7 +134,7 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
     _wait(app, lambda: metrics._worker is not None)
     timings["metrics (whole volume)"] = time.perf_counter() - t0
     _settle(app)
-    viewer.screenshot(str(out / "metrics_panel.png"), canvas_only=False, flash=False)
+    viewer.screenshot(str(out / f"{prefix}metrics_panel.png"), canvas_only=False, flash=False)
     volume_metrics = next((v for key, v in metrics.results.items() if key.startswith("volume")), {})
     low_metrics = {}
     metrics.image_box.value = low_layer
@@ -137,7 +152,7 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
     _wait(app, lambda: cloud._worker is not None)
     timings["point cloud (predict + reference)"] = time.perf_counter() - t0
     _settle(app, 0.5)
-    viewer.screenshot(str(out / "pointcloud_3d.png"), canvas_only=True, flash=False)
+    viewer.screenshot(str(out / f"{prefix}pointcloud_3d.png"), canvas_only=True, flash=False)
     cloud_status = cloud.status.value
     viewer.close()
 
@@ -155,7 +170,7 @@ def run_demo(out_dir: str | Path = "demo_output", input_path: str | Path | None 
                          f"{m['rmse_body_hu']:.1f} |")
     lines += ["", f"Point cloud: {cloud_status}", "", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {name} | {t:.2f} |" for name, t in timings.items()]
-    lines += ["", "Screenshots: " + ", ".join(f"`{name}`" for name in SCREENSHOTS), ""]
-    report = out / "report.md"
+    lines += ["", "Screenshots: " + ", ".join(f"`{prefix}{name}`" for name in SCREENSHOTS), ""]
+    report = out / f"{prefix}report.md"
     report.write_text("\n".join(lines))
     return report

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .dose_levels import DOSE_LEVELS
 from .volume import CTVolume
 
 __all__ = [
@@ -46,8 +47,6 @@ __all__ = [
 
 #: Linear attenuation of water at about 70 keV, per mm.
 MU_WATER = 0.0192
-#: The dose levels of the design documents, as fractions of the full dose.
-DOSE_LEVELS = (0.10, 0.25, 0.50, 0.70)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,14 @@
 napari's ``thread_worker`` wants; ``denoise`` runs it to the end and takes an optional progress
 callback. Results are deterministic: the same input, model and runtime give the same output.
 
-Runtimes (:func:`select_runtime`): on the CPU the networks run in ONNX Runtime by default (fp32,
-exported from the shipped torch weights once per process and model, and checked against torch
-before use: within 0.01 HU). It measured 1.04-2.7 times the speed of torch's eager mode on these
-networks, 1.7 times for the default U-Net (``docs/BENCHMARKS.md``). On a GPU, with
-``compile=True``, or with ``runtime="torch"`` they run in torch.
+Runtimes (:func:`select_runtime`): a network trained with bf16 autocast (its card's training
+config says ``bf16``) runs in torch with bf16 autocast and channels-last memory on a CPU with
+native bf16 (AVX512-BF16 or AMX), as it was trained: the default U-Net went from 11.6 to about 25
+slices/s on 2 cores, with outputs within a few HU of fp32 (``docs/BENCHMARKS.md``). Other networks,
+or CPUs without bf16, run in ONNX Runtime (fp32, exported from the shipped torch weights once per
+process and model, and checked against torch before use: within 0.01 HU), which measured 1.04-2.7
+times the speed of torch's eager mode on these networks. On a GPU, with ``compile=True``, or with
+``runtime="torch"`` they run in torch (fp32).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,9 +28,10 @@ from .models.registry import DEFAULT_MODEL
 from .volume import CTVolume
 
 __all__ = ["select_device", "select_runtime", "available_devices", "denoise", "iter_denoise", "Progress",
-           "Cancelled", "RUNTIMES", "Conditioning", "conditioning_for"]
+           "Cancelled", "RUNTIMES", "Conditioning", "conditioning_for", "denoise_with_uncertainty",
+           "iter_denoise_with_uncertainty", "Uncertainty", "is_diffusion", "expected_seconds"]
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
+RUNTIMES = ("auto", "torch", "onnxruntime", "bf16")
 
 
 class Cancelled(RuntimeError):
@@ -39,10 +44,14 @@ class Progress:
     total: int
     device: str
     message: str = ""
-    #: what runs the slices now: "onnxruntime", "torch.compile", "torch" or "classical"
+    #: what runs the slices now: "bf16", "onnxruntime", "torch.compile", "torch" or "classical"
     runtime: str = ""
     #: what the model was told about the noise (:func:`conditioning_for`)
     conditioning: "Conditioning | None" = None
+    #: what ``done`` and ``total`` count: "slices", or "steps" (network calls of a diffusion model)
+    unit: str = "slices"
+    #: where a diffusion run is (patch, sample, step)
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,17 +231,51 @@ def _onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
 
 
-def select_runtime(requested: str = "auto", device: str = "cpu", *, compile: bool = False,
-                   onnxruntime_available: bool | None = None) -> str:
-    """``"onnxruntime"`` or ``"torch"``: which runtime runs a network on ``device`` (pure function).
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's check: AVX512-BF16, AMX)."""
+    import torch
 
-    ``auto`` takes ONNX Runtime on the CPU when it is installed and ``compile`` was not asked
-    for, and torch otherwise. Asking for ``onnxruntime`` where it cannot run is an error.
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def trained_bf16(name: str) -> bool:
+    """Whether a model's card says it was trained with bf16 autocast."""
+    from .models.registry import read_card
+
+    return bool(((read_card(name) or {}).get("training", {}).get("config") or {}).get("bf16"))
+
+
+def select_runtime(requested: str = "auto", device: str = "cpu", *, compile: bool = False,
+                   onnxruntime_available: bool | None = None, bf16_supported: bool | None = None,
+                   trained_bf16: bool = False) -> str:
+    """``"bf16"``, ``"onnxruntime"`` or ``"torch"``: which runtime runs a network on ``device``
+    (pure function).
+
+    ``auto`` on the CPU, without ``compile``: ``bf16`` (torch, bf16 autocast, channels-last) for a
+    network trained that way on a CPU with native bf16, else ONNX Runtime when it is installed, else
+    torch; on other devices or with ``compile``, torch. Asking for a runtime where it cannot run is
+    an error.
     """
     if requested not in RUNTIMES:
         raise ValueError(f"unknown runtime {requested!r}; one of {', '.join(RUNTIMES)}")
     if requested == "torch":
         return "torch"
+    if requested == "bf16" or (requested == "auto" and device == "cpu" and not compile and trained_bf16):
+        if compile:
+            raise ValueError("compile runs fp32 torch: choose runtime='torch' to compile")
+        if device != "cpu":
+            if requested == "bf16":
+                raise ValueError(f"the bf16 runtime runs on the CPU, not on {device}")
+        else:
+            if bf16_supported is None:
+                bf16_supported = cpu_bf16_supported()
+            if bf16_supported:
+                return "bf16"
+            if requested == "bf16":
+                raise ValueError("this CPU has no native bf16 (AVX512-BF16 or AMX): choose another runtime")
     if onnxruntime_available is None:
         onnxruntime_available = _onnxruntime_available()
     if requested == "onnxruntime":
@@ -366,6 +409,27 @@ def _export(name: str, net, threads: int) -> _OnnxModule:
     return module
 
 
+class _Bf16Module:
+    """The torch network run with bf16 autocast on channels-last input, as it was trained; returns
+    fp32. Each call is one batch of slices."""
+
+    workers = 2  # slices per batch: 2 was the fastest on 2 cores (1: 24, 2: 30, 4: 29 slices/s)
+
+    def __init__(self, net):
+        import torch
+
+        self.net = net.to(memory_format=torch.channels_last)
+
+    def to(self, device):
+        return self
+
+    def __call__(self, x, dose):
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.net(x.contiguous(memory_format=torch.channels_last), dose).float()
+
+
 def _run_torch_batch(model, slices: np.ndarray, dose: float, device: str) -> np.ndarray:
     import torch
 
@@ -396,6 +460,10 @@ def iter_denoise(
     """
     from .models.registry import get_spec, load_model
 
+    if is_diffusion(model):  # the mean of the card's number of posterior samples (one by default)
+        result = yield from iter_denoise_with_uncertainty(ct_or_hu, model=model, dose=dose, samples=None,
+                                                          device=device, runtime=runtime)
+        return result.mean
     is_volume = isinstance(ct_or_hu, CTVolume)
     hu = ct_or_hu.hu if is_volume else np.asarray(ct_or_hu)
     dose = float(dose) if isinstance(dose, (int, float, np.floating)) else dose
@@ -424,7 +492,10 @@ def iter_denoise(
 
         def fast(dev):
             """The network for ``dev`` in the chosen runtime, and that runtime's name."""
-            if select_runtime(runtime, dev, compile=compile) == "onnxruntime":
+            chosen = select_runtime(runtime, dev, compile=compile, trained_bf16=trained_bf16(model))
+            if chosen == "bf16":
+                return _Bf16Module(net), "bf16"
+            if chosen == "onnxruntime":
                 try:
                     return onnx_model(model, net), "onnxruntime"
                 except Exception as exc:  # an export or a runtime that does not work here
@@ -440,7 +511,7 @@ def iter_denoise(
         if batch_size is None:
             # ONNX Runtime: one slice per thread, side by side; torch on the CPU: one 512^2 slice at
             # a time is fastest (cache); GPUs batch
-            batch_size = run.workers if used == "onnxruntime" else 1 if dev == "cpu" else 4
+            batch_size = run.workers if used in ("onnxruntime", "bf16") else 1 if dev == "cpu" else 4
         torch.manual_seed(0)
         k = 0
         while k < total:
@@ -448,17 +519,18 @@ def iter_denoise(
             try:
                 out[k:k + len(chunk)] = _run_torch_batch(run, chunk, value, dev)
             except Exception as exc:
-                if run is not net and not _is_oom(exc) and runtime != "onnxruntime":
+                if run is not net and not _is_oom(exc) and runtime not in ("onnxruntime", "bf16"):
                     # no C++ compiler, an unsupported backend...: the eager network gives the same result
                     if used == "torch.compile":
                         with _COMPILED_LOCK:
                             _COMPILED.pop((model, dev), None)
-                    else:
+                    elif used == "onnxruntime":
                         with _ONNX_LOCK:
                             dropped = _ONNX.pop((model, torch.get_num_threads()), None)
                         if dropped is not None:
                             dropped[1].close()
-                    notes.append(f"{'torch.compile' if used == 'torch.compile' else 'ONNX Runtime'} failed "
+                    name = {"torch.compile": "torch.compile", "bf16": "bf16 autocast"}.get(used, "ONNX Runtime")
+                    notes.append(f"{name} failed "
                                  f"({type(exc).__name__}: {str(exc)[:200]}); ran without it")
                     run, used = net, "torch"
                     yield Progress(k, total, dev, notes[-1], used, cond)
@@ -479,7 +551,7 @@ def iter_denoise(
     result = out[0] if hu.ndim == 2 else out
     if is_volume:
         note = f"denoised with {model} ({cond.describe()}) on {dev}" + (
-            f" ({'ONNX Runtime' if used == 'onnxruntime' else used})" if used != "torch" else "")
+            f" ({ {'onnxruntime': 'ONNX Runtime', 'bf16': 'bf16 autocast'}.get(used, used)})" if used != "torch" else "")
         return ct_or_hu.with_hu(result, notes=notes + [note],
                                 series_description=f"{ct_or_hu.series_description} {model} {cond.label()}".strip())
     return result
@@ -546,6 +618,181 @@ def denoise(
     """
     gen = iter_denoise(ct_or_hu, model=model, dose=dose, device=device, batch_size=batch_size,
                        compile=compile, runtime=runtime)
+    try:
+        while True:
+            if cancel is not None and cancel():
+                gen.close()
+                raise Cancelled("denoising was cancelled")
+            step = next(gen)
+            if progress is not None:
+                progress(step)
+    except StopIteration as stop:
+        return stop.value
+
+
+# diffusion models: posterior samples and their spread ---------------------------------------------
+
+def is_diffusion(model: str) -> bool:
+    """Whether a registered model draws posterior samples (a diffusion model)."""
+    from .models.registry import get_spec
+
+    return get_spec(model).recipe == "diffusion"
+
+
+class Uncertainty(NamedTuple):
+    """The mean of posterior samples and their per-voxel standard deviation, both in HU and of the
+    input's type and shape (a CTVolume keeps its geometry)."""
+
+    mean: object
+    sd: object
+    samples: int
+    conditioning: Conditioning | None = None
+
+
+def expected_seconds(shape, *, model: str = "diffusion", samples: int | None = None, device: str = "cpu",
+                     steps: int | None = None, t_start: int | None = None) -> float:
+    """Expected seconds of a diffusion run on an image of ``shape`` (2D or 3D): patches x steps x
+    samples at the card's measured seconds per 64^3 network call (2 CPU threads), or the
+    development machine's figure; a GPU is taken as 20x faster. No torch needed."""
+    from .models.diffusion_plan import expected_seconds as plan
+    from .models.registry import read_card
+
+    return plan(shape, read_card(model), samples=samples, device=device, steps=steps, t_start=t_start)
+
+
+def iter_denoise_with_uncertainty(
+    ct_or_hu,
+    *,
+    model: str = "diffusion",
+    dose: float | str | None = "estimate",
+    samples: int | None = 8,
+    seed: int = 0,
+    steps: int | None = None,
+    t_start: int | None = None,
+    eta: float | None = None,
+    device: str = "auto",
+    runtime: str = "auto",
+    noise_reference=None,
+) -> Generator[Progress, None, Uncertainty]:
+    """Draw posterior samples patch by patch, yielding :class:`Progress` after every network call
+    (``unit="steps"``); returns an :class:`Uncertainty`. Parameters are those of
+    :func:`denoise_with_uncertainty` (``samples=None``: the card's ``denoise_samples``). Close the
+    generator to cancel."""
+    from .models.diffusion import SamplerSettings, iter_sample_volume
+    from .models.registry import get_spec, load_model, read_card
+
+    is_volume = isinstance(ct_or_hu, CTVolume)
+    hu = ct_or_hu.hu if is_volume else np.asarray(ct_or_hu)
+    dose = float(dose) if isinstance(dose, (int, float, np.floating)) else dose
+    _validate_input(hu, dose)
+    spec = get_spec(model)
+    if spec.recipe != "diffusion":
+        raise ValueError(f"{model} gives one answer, not posterior samples: the uncertainty comes from a diffusion "
+                         f"model ({', '.join(n for n in _diffusion_names()) or 'none has shipped weights yet'})")
+    if runtime not in ("auto", "torch", "bf16"):
+        raise ValueError(f"a diffusion model runs in torch: runtime 'auto', 'torch' or 'bf16', not {runtime!r}")
+    card = read_card(model) or {}
+    settings = SamplerSettings.from_card(card, steps=steps, t_start=t_start, eta=eta)
+    n = settings.denoise_samples if samples is None else int(samples)
+    if n < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    # a 2D slice is a volume one slice thick (the network has trained on thin slabs)
+    stack = np.asarray(hu, dtype=np.float32)[None] if hu.ndim == 2 else np.asarray(hu, dtype=np.float32)
+    reference = stack if noise_reference is None else np.asarray(noise_reference, dtype=np.float32)
+    cond = conditioning_for(model, reference, dose)
+    dev = select_device(device)
+    used = select_runtime(runtime, dev, onnxruntime_available=False, trained_bf16=trained_bf16(model))
+    net = load_model(model)
+    gen = iter_sample_volume(net, stack, cond.value, samples=n, seed=seed, settings=settings, device=dev,
+                             autocast=used == "bf16")
+    try:
+        while True:
+            p = next(gen)
+            yield Progress(p.done, p.total, dev, runtime=used, conditioning=cond, unit="steps", detail=p.describe())
+    except StopIteration as stop:
+        mean, sd = stop.value
+    finally:
+        gen.close()
+        net.to("cpu")
+    if hu.ndim == 2:
+        mean, sd = mean[0], sd[0]
+    if is_volume:
+        what = f"{model} ({cond.describe()}) on {dev}, {n} sample(s), seed {seed}, {settings.steps} DDIM steps from t={settings.t_start}"
+        label = f"{ct_or_hu.series_description} {model} {cond.label()}".strip()
+        mean = ct_or_hu.with_hu(mean, notes=[f"mean of posterior samples of {what}"], series_description=label)
+        sd = ct_or_hu.with_hu(sd, notes=[f"per-voxel standard deviation of posterior samples of {what}"],
+                              series_description=f"{label} SD")
+    return Uncertainty(mean, sd, n, cond)
+
+
+def _diffusion_names() -> list[str]:
+    from .models.registry import list_models
+
+    return [c["name"] for c in list_models() if is_diffusion(c["name"])]
+
+
+def denoise_with_uncertainty(
+    ct_or_hu,
+    *,
+    model: str = "diffusion",
+    dose: float | str | None = "estimate",
+    samples: int = 8,
+    seed: int = 0,
+    steps: int | None = None,
+    t_start: int | None = None,
+    eta: float | None = None,
+    device: str = "auto",
+    runtime: str = "auto",
+    noise_reference=None,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Uncertainty:
+    """Denoise with a diffusion model: the mean of ``samples`` posterior samples and their per-voxel
+    standard deviation.
+
+    Parameters
+    ----------
+    ct_or_hu : CTVolume or numpy.ndarray
+        A 2D slice (denoised as a volume one slice thick) or a 3D ``(z, y, x)`` volume in HU.
+    model : str
+        A diffusion model of the registry (``"diffusion"``).
+    dose : float or "estimate"
+        As in :func:`denoise` (the model is conditioned on the noise level to remove).
+    samples : int
+        Posterior samples (each costs a full sampling run).
+    seed : int
+        The same seed, input and settings give the same result.
+    steps, t_start, eta : optional
+        DDIM steps, the start and DDIM's stochasticity (default: the card's ``sampling``).
+    device : {"auto", "cuda", "mps", "cpu"}
+    runtime : {"auto", "torch", "bf16"}
+        ``auto``: bf16 autocast on a CPU with native bf16 when the model was trained so, else fp32.
+    noise_reference : numpy.ndarray, optional
+        Where to measure the noise (HU, 2D or 3D) instead of the input: the whole slices around a
+        small box, which may hold too little flat soft tissue to measure.
+    progress : callable, optional
+        Called with a :class:`Progress` after every network call (``unit="steps"``, ``detail`` says
+        which patch, sample and step).
+    cancel : callable, optional
+        Polled after every network call (well under a second apart on 2 CPU cores for a 64^3
+        patch); when it returns True, :class:`Cancelled` is raised.
+
+    Returns
+    -------
+    Uncertainty
+        ``(mean, sd, samples, conditioning)``; ``mean`` and ``sd`` in HU, of the input's type and
+        shape (``sd`` >= 0; 0 everywhere for one sample).
+
+    Raises
+    ------
+    ValueError
+        For a model that is not a diffusion model, bad input (see :func:`denoise`), ``samples < 1``.
+    Cancelled
+        When ``cancel()`` returned True.
+    """
+    gen = iter_denoise_with_uncertainty(ct_or_hu, model=model, dose=dose, samples=samples, seed=seed, steps=steps,
+                                        t_start=t_start, eta=eta, device=device, runtime=runtime,
+                                        noise_reference=noise_reference)
     try:
         while True:
             if cancel is not None and cancel():

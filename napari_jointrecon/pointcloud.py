@@ -40,11 +40,14 @@ __all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "s
            "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
            "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE",
            "farthest_point_sample", "spread_points", "occupancy_points", "body_mask", "slab_bounds",
-           "slab_z_range"]
+           "slab_z_range", "INPUT_SIZE"]
 
 SLAB_MM = 16.0
 LEVEL_HU = -500.0
 TRAIN_POINTS = 1000
+#: Side (pixels) of the slice the point networks see (:mod:`napari_jointrecon.models.joint`): kept here,
+#: without torch, so that the 3D point cloud dock can check a layer on napari's main thread.
+INPUT_SIZE = 128
 EVAL_POINTS = 10000
 #: Side of the normalised box [-1, 1]: F-score thresholds are fractions of it (1 % = 0.02).
 BOX_SIZE = 2.0

@@ -28,6 +28,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# A real PACS for tests/test_pacs.py and for trying the PACS dock: Orthanc with its DICOMweb plugin.
+# The tests start their own Orthanc on free ports; a system service the install starts is stopped.
+# Without apt (or root) the PACS tests skip with that reason (CI, JOINTRECON_REQUIRE_DATA=1: fail).
+if { ! command -v Orthanc >/dev/null 2>&1 && [ ! -x /usr/sbin/Orthanc ]; } || ! dpkg -s orthanc-dicomweb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Orthanc and its DICOMweb plugin (PACS tests)"
+    apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb >/dev/null \
+      || echo "setup: could not install orthanc orthanc-dicomweb; the PACS tests will skip" >&2
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet orthanc 2>/dev/null; then
+      systemctl disable --now orthanc >/dev/null 2>&1 || true
+    fi
+  else
+    echo "setup: Orthanc is missing (as root: apt-get install orthanc orthanc-dicomweb); the PACS tests will skip" >&2
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PY" -m venv "$VENV"

@@ -86,7 +86,8 @@ def test_heldout_rows_and_markdown(patched, monkeypatch):
     lines = heldout.readme_model_table(rows, cards, {"unet": 20.0, "tv": 3.0}, "today")
     text = "\n".join(lines)
     assert text.startswith(heldout.README_BEGIN) and text.endswith(heldout.README_END)
-    assert "| `unet` | learned |" in text and "every real series, split by patient; 10 steps, 1 min" in text
+    assert "| `unet` | zoo |" in text and "every real series, split by patient; 10 steps, 1 min" in text
+    assert "| `tv` | classical |" in text
     readme = patched / "README.md"
     readme.write_text(f"top\n{heldout.README_BEGIN}\nOLD-TABLE\n{heldout.README_END}\nbottom\n")
     assert heldout.write_readme_table(readme, lines)

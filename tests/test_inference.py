@@ -103,7 +103,7 @@ def test_volume_in_volume_out_keeps_geometry(slice_hu):
 
 def test_compiled_network_gives_the_same_result(slice_hu):
     crop = np.ascontiguousarray(slice_hu[:, 128:320, 96:352])  # small, so that compiling is quick
-    plain = denoise(crop, model=DEFAULT_MODEL, dose=0.25)
+    plain = denoise(crop, model=DEFAULT_MODEL, dose=0.25, runtime="torch")
     compiled = denoise(crop, model=DEFAULT_MODEL, dose=0.25, compile=True)
     assert (DEFAULT_MODEL, "cpu") in inference._COMPILED  # it really ran through torch.compile
     assert np.allclose(compiled, plain, atol=1e-3)  # HU; fp32 either way
@@ -135,18 +135,27 @@ def test_failed_compile_falls_back_to_the_plain_network(slice_hu):
     assert np.array_equal(out.hu, denoise(vol.hu, model=DEFAULT_MODEL, dose=0.25, runtime="torch"))
 
 
-@pytest.mark.parametrize("requested,device,compile,available,expected", [
-    ("auto", "cpu", False, True, "onnxruntime"),
-    ("auto", "cpu", False, False, "torch"),
-    ("auto", "cpu", True, True, "torch"),
-    ("auto", "cuda", False, True, "torch"),
-    ("auto", "mps", False, True, "torch"),
-    ("torch", "cpu", False, True, "torch"),
-    ("onnxruntime", "cpu", False, True, "onnxruntime"),
+@pytest.mark.parametrize("requested,device,compile,available,bf16_cpu,bf16_net,expected", [
+    ("auto", "cpu", False, True, False, False, "onnxruntime"),
+    ("auto", "cpu", False, False, False, False, "torch"),
+    ("auto", "cpu", True, True, False, False, "torch"),
+    ("auto", "cuda", False, True, False, False, "torch"),
+    ("auto", "mps", False, True, False, False, "torch"),
+    ("torch", "cpu", False, True, False, False, "torch"),
+    ("onnxruntime", "cpu", False, True, False, False, "onnxruntime"),
+    # a network trained with bf16 autocast runs that way on a CPU that has bf16, and only there
+    ("auto", "cpu", False, True, True, True, "bf16"),
+    ("auto", "cpu", False, True, True, False, "onnxruntime"),
+    ("auto", "cpu", False, True, False, True, "onnxruntime"),
+    ("auto", "cpu", True, True, True, True, "torch"),
+    ("auto", "cuda", False, True, True, True, "torch"),
+    ("bf16", "cpu", False, True, True, False, "bf16"),
+    ("torch", "cpu", False, True, True, True, "torch"),
+    ("onnxruntime", "cpu", False, True, True, True, "onnxruntime"),
 ])
-def test_select_runtime_is_a_pure_choice(requested, device, compile, available, expected):
-    assert inference.select_runtime(requested, device, compile=compile,
-                                    onnxruntime_available=available) == expected
+def test_select_runtime_is_a_pure_choice(requested, device, compile, available, bf16_cpu, bf16_net, expected):
+    assert inference.select_runtime(requested, device, compile=compile, onnxruntime_available=available,
+                                    bf16_supported=bf16_cpu, trained_bf16=bf16_net) == expected
 
 
 def test_select_runtime_refuses_what_cannot_run():
@@ -158,13 +167,44 @@ def test_select_runtime_refuses_what_cannot_run():
         inference.select_runtime("onnxruntime", "cpu", onnxruntime_available=False)
     with pytest.raises(ValueError, match="unknown runtime"):
         inference.select_runtime("tensorrt", "cpu")
+    with pytest.raises(ValueError, match="no native bf16"):
+        inference.select_runtime("bf16", "cpu", bf16_supported=False)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        inference.select_runtime("bf16", "cuda", bf16_supported=True)
+    with pytest.raises(ValueError, match="compile runs fp32"):
+        inference.select_runtime("bf16", "cpu", compile=True, bf16_supported=True)
     with pytest.raises(ValueError, match="unknown runtime"):
         denoise(np.zeros((16, 16)), model=DEFAULT_MODEL, dose=0.25, runtime="tensorrt")
 
 
+def test_default_model_is_trained_bf16_and_says_so():
+    assert inference.trained_bf16(DEFAULT_MODEL)  # its card's training config
+    assert not inference.trained_bf16("tv")
+
+
+def test_bf16_runtime_is_close_to_fp32_and_deterministic(slice_hu):
+    """bf16 autocast, as the network was trained: within a few HU of fp32 torch, the same result on
+    every run and for every batch size (the PSNR change on the held-out patients is in
+    docs/BENCHMARKS.md). On a CPU without native bf16 it is emulated, slowly."""
+    crop = np.ascontiguousarray(slice_hu[:, 100:260, 100:260])
+    with mock.patch.object(inference, "cpu_bf16_supported", return_value=True):
+        seen = []
+        fast = denoise(nj.CTVolume(crop), model=DEFAULT_MODEL, dose=0.25, progress=seen.append)
+        assert seen and all(p.runtime == "bf16" for p in seen)
+        one = denoise(crop, model=DEFAULT_MODEL, dose=0.25, batch_size=1)
+        named = denoise(crop, model=DEFAULT_MODEL, dose=0.25, runtime="bf16")
+    plain = denoise(crop, model=DEFAULT_MODEL, dose=0.25, runtime="torch")
+    assert any("bf16 autocast" in n for n in fast.notes)
+    assert np.array_equal(fast.hu, one) and np.array_equal(fast.hu, named)
+    diff = np.abs(fast.hu - plain)
+    assert diff.mean() < 1.5 and diff.max() < 10.0  # HU; the noise removed is tens of HU
+    assert not np.allclose(fast.hu, crop, atol=1.0)  # and it did denoise
+
+
 def test_onnx_runtime_gives_the_torch_result(slice_hu):
     vol = nj.CTVolume(slice_hu)
-    with mock.patch.dict(inference._ONNX, clear=True):
+    with mock.patch.dict(inference._ONNX, clear=True), \
+            mock.patch.object(inference, "cpu_bf16_supported", return_value=False):
         seen = []
         fast = denoise(vol, model=DEFAULT_MODEL, dose=0.25, progress=seen.append)  # auto: ONNX Runtime
         assert seen and all(p.runtime == "onnxruntime" for p in seen)
@@ -185,8 +225,9 @@ def test_failed_onnx_export_falls_back_to_torch(slice_hu):
     crop = np.ascontiguousarray(slice_hu[:, :96, :96])
     plain = denoise(crop, model=DEFAULT_MODEL, dose=0.25, runtime="torch")
     broken = mock.patch.object(torch.onnx, "export", side_effect=RuntimeError("unsupported operator"))
+    no_bf16 = mock.patch.object(inference, "cpu_bf16_supported", return_value=False)
     with mock.patch.dict(inference._ONNX, clear=True), mock.patch.dict(inference._ONNX_FAILED, clear=True), \
-            broken as export:
+            broken as export, no_bf16:
         out = denoise(nj.CTVolume(crop), model=DEFAULT_MODEL, dose=0.25)
         assert not inference._ONNX
         again = denoise(crop, model=DEFAULT_MODEL, dose=0.25)  # the failure is remembered, not retried
@@ -197,7 +238,7 @@ def test_failed_onnx_export_falls_back_to_torch(slice_hu):
     assert np.array_equal(out.hu, plain)
     # an export that does not reproduce torch is never used
     with mock.patch.dict(inference._ONNX, clear=True), mock.patch.dict(inference._ONNX_FAILED, clear=True), \
-            mock.patch.object(inference, "ONNX_TOLERANCE_HU", -1.0):
+            mock.patch.object(inference, "ONNX_TOLERANCE_HU", -1.0), no_bf16:
         out = denoise(nj.CTVolume(crop), model=DEFAULT_MODEL, dose=0.25)
         assert not inference._ONNX
     assert any("differs from torch" in n for n in out.notes)
@@ -226,5 +267,6 @@ def test_default_model_and_runtime_are_public(slice_hu):
     from napari_jointrecon.models.registry import DEFAULT_MODEL
 
     assert nj.select_runtime("auto", "cpu") in ("onnxruntime", "torch")
+    assert nj.select_runtime("auto", "cpu", trained_bf16=True) in ("bf16", "onnxruntime", "torch")
     np.testing.assert_array_equal(nj.denoise(slice_hu, dose=0.25, device="cpu"),
                                   nj.denoise(slice_hu, model=DEFAULT_MODEL, dose=0.25, device="cpu"))

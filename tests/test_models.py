@@ -42,7 +42,36 @@ def test_list_models_has_one_default_and_kinds():
     assert sum(c["default"] for c in cards) == 1
     assert {c["kind"] for c in cards} == {"learned", "classical"}
     default = next(c for c in cards if c["default"])
-    assert default["kind"] == "learned"
+    assert default["kind"] == "learned" and default["role"] == "zoo"
+    # the zoo (trained on the patient split) first, then the classical filters, then the design's
+    # baselines still at the chest recipe; a card's split decides, not a list kept by hand
+    roles = [c["role"] for c in cards]
+    assert roles == sorted(roles, key=["zoo", "classical", "design baseline"].index)
+    for c in cards:
+        if c["kind"] == "learned":
+            assert (c["role"] == "zoo") == (c["training"].get("split") == "patient")
+
+
+def test_model_status_says_zoo_or_baseline():
+    from napari_jointrecon.models.registry import model_role
+    from napari_jointrecon.training.heldout import model_status
+    from napari_jointrecon.widgets.denoise import model_label
+
+    table = {"input": {}, "unet": {}, "redcnn": {}, "nlm": {}}
+    gains = {"unet": 3.0, "redcnn": -0.5, "nlm": 1.0}
+    for name in table:
+        for d in (0.1, 0.25, 0.5, 0.7):
+            table[name][d] = {"_psnr": [30.0 + gains.get(name, 0.0)], "_idx": [0]}
+    rows = {"patient": {"table": table}}
+    zoo = {"kind": "learned", "training": {"split": "patient", "steps": 100, "wall_time_s": 600}}
+    base = {"kind": "learned", "training": {"steps": 50, "wall_time_s": 60}}
+    assert model_role(zoo) == "zoo" and model_role(base) == "design baseline"
+    assert model_role({"kind": "classical"}) == "classical"
+    assert model_status("unet", zoo, rows).startswith("In the zoo") and "at 4 of 4 doses" in model_status("unet", zoo, rows)
+    text = model_status("redcnn", base, rows)
+    assert text.startswith("Design baseline, not in the zoo") and "at 0 of 4 doses" in text
+    assert "worse than its input at 4" in text
+    assert model_label(dict(base, name="redcnn", role="design baseline", default=False)) == "redcnn · design baseline"
 
 
 def test_damaged_weights_are_refused(tmp_path, monkeypatch):

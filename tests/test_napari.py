@@ -113,7 +113,7 @@ def test_manifest_declares_reader_writers_samples_and_widget():
         ("Denoise", f"{PLUGIN}.denoise_widget"),
         ("Compare before/after", f"{PLUGIN}.compare_widget"),
         ("3D point cloud", f"{PLUGIN}.pointcloud_widget"), ("Metrics", f"{PLUGIN}.metrics_widget"),
-        ("Batch", f"{PLUGIN}.batch_widget")]
+        ("Batch", f"{PLUGIN}.batch_widget"), ("PACS", f"{PLUGIN}.pacs_widget")]
     for widget in contrib.widgets:  # every widget's class imports
         module, _, name = commands_by_id(contrib)[widget.command].partition(":")
         assert callable(getattr(__import__(module, fromlist=[name]), name))

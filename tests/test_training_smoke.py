@@ -114,3 +114,23 @@ def test_series_training_runs_in_bf16_and_resumes(tmp_path, tiny_series):
     again = train("unet", tmp_path / "unet", config=cfg, caches=tiny_series)
     assert "resumed unet at step 6" in (tmp_path / "unet" / "train.log").read_text()
     assert again["history"] == summary["history"]
+
+
+def test_a_stop_file_ends_the_run_resumably(tmp_path, tiny_series):
+    """``touch runs/NAME/STOP``: the run validates, checkpoints and ends like a finished one; the
+    next call continues the same schedule to its planned end. (The anatomy recipe, in bf16.)"""
+    from napari_jointrecon.training.train import STOP_FILE
+
+    cfg = TrainConfig(steps=6, batch=2, patch=32, val_every=4, log_every=1, data="series", bf16=True)
+    run = tmp_path / "nafnet_anatomy"
+    run.mkdir()
+    # the file is there from the start: the run stops at the first main step (after the tissue network's)
+    (run / STOP_FILE).touch()
+    first = train("nafnet_anatomy", run, config=cfg, caches=tiny_series)
+    assert not (run / STOP_FILE).exists()
+    assert first["stopped_early"] and first["steps"] < first["planned_steps"] == 6 + 6
+    assert first["history"][-1]["step"] == first["steps"] and np.isfinite(first["best_val_psnr_mean"])
+    assert (run / "best.pt").exists() and "stop requested" in (run / "train.log").read_text()
+    done = train("nafnet_anatomy", run, config=cfg, caches=tiny_series)
+    assert not done["stopped_early"] and done["steps"] == done["planned_steps"] == 12
+    assert [h["step"] for h in done["history"]][-1] == 12

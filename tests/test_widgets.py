@@ -28,7 +28,17 @@ def _sample(viewer):
 
 
 def _dock(viewer, name):
+    """Open a dock and wait until its background loading (torch, the models) has ended."""
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    end = time.perf_counter() + 120
+    while getattr(widget, "loading", False) and time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.005)
+    assert not getattr(widget, "loading", False), f"{name} did not finish loading"
     return widget
 
 
@@ -61,7 +71,8 @@ def test_denoise_widget_adds_the_api_result_in_place(make_napari_viewer, qtbot):
     np.testing.assert_allclose(out.translate, ct.translate)
     assert tuple(out.contrast_limits) == tuple(ct.contrast_limits)
     assert out.metadata["denoise"]["device"] == "cpu" and out.metadata["denoise"]["slices"] == 48
-    assert out.metadata["denoise"]["runtime"] == "onnxruntime"  # the default on the CPU
+    # the default on the CPU: bf16 autocast where the CPU has bf16 (unet was trained so), else ONNX Runtime
+    assert out.metadata["denoise"]["runtime"] == nj.select_runtime("auto", "cpu", trained_bf16=True)
     assert widget.progress.value == widget.progress.max == 48
     assert "Added" in widget.status.value
 
@@ -153,7 +164,7 @@ def test_compile_option_runs_the_compiled_network(make_napari_viewer, qtbot):
     assert out.metadata["denoise"]["compiled"] is True
     assert out.metadata["denoise"]["runtime"] == "torch.compile"
     k = int(viewer.dims.current_step[0])
-    expected = nj.denoise(np.asarray(ct.data[k]), model="unet", dose=0.25)
+    expected = nj.denoise(np.asarray(ct.data[k]), model="unet", dose=0.25, runtime="torch")  # fp32 either way
     np.testing.assert_allclose(out.data[0], expected, atol=1e-2)
 
 
@@ -435,9 +446,11 @@ def test_metrics_panel_equals_the_api_and_exports(before_after, qtbot, tmp_path)
     api = M.image_metrics(np.asarray(after.data[25]), np.asarray(ct.data[25]))
     assert res["slice 25"] == pytest.approx(api)
     assert widget.table.column_headers == ("metric", "value", "unit")
-    shown = {row[0]: row[1] for row in widget.table.data.to_list()}
-    assert {row[0]: row[2] for row in widget.table.data.to_list()}["slice 25: psnr"] == "dB"
-    assert float(shown["slice 25: psnr"]) == pytest.approx(api["psnr"], rel=1e-3)
+    rows = widget.table.data.to_list()
+    group = [r[0] for r in rows].index("slice 25")  # each group's name on a row of its own
+    assert not any(rows[group][1:])
+    psnr = next(r for r in rows[group + 1:] if r[0] == "psnr")
+    assert psnr[2] == "dB" and float(psnr[1]) == pytest.approx(api["psnr"], rel=1e-3)
     worker = widget.measure_volume()
     assert worker is not None
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
@@ -526,6 +539,19 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     gy, gx = np.nonzero(gray)
     # the cloud surrounds the slice: its centre is within the CT plane's bounding box
     assert gy.min() < ys.mean() < gy.max() and gx.min() < xs.mean() < gx.max()
+    # framed on the cloud (the body around the slice), not on the whole scan: it fills the canvas
+    from napari_jointrecon.widgets._common import _camera, viewbox_size
+
+    camera = _camera(viewer)
+    lo, hi = np.concatenate([pred, ref]).min(axis=0), np.concatenate([pred, ref]).max(axis=0)
+    np.testing.assert_allclose(camera.center, (lo + hi) / 2, atol=1.0)
+    up = np.abs(np.asarray(camera.up_direction))
+    right = np.abs(np.cross(camera.view_direction, camera.up_direction))
+    on_screen = np.array([up @ (hi - lo), right @ (hi - lo)]) * camera.zoom
+    assert np.all(on_screen <= viewbox_size(viewer) + 1) and np.max(on_screen / viewbox_size(viewer)) > 0.85
+    # the slice is drawn by a one-slice layer: the volume hides in 3D (napari would upload all of it)
+    plane = next(layer for layer in viewer.layers if "slice_plane_of" in layer.metadata)
+    assert plane.data.shape == (1,) + ct.data.shape[1:] and plane.visible and not ct.visible
     # the metrics panel compares the two clouds like the API
     metrics = _dock(viewer, "Metrics")
     out = metrics.measure_clouds()
@@ -535,6 +561,8 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     api = point_metrics(frame.world_to_normalised(pred, low), frame.world_to_normalised(ref, low), frame)
     assert out["chamfer (normalised)"] == pytest.approx(api["chamfer"], rel=1e-4)
     assert out["F-score @5%"] == pytest.approx(api["f5"], rel=1e-4)
+    viewer.dims.ndisplay = 2  # back in 2D: the volume again, not the plane
+    assert ct.visible and not plane.visible
 
 
 def test_point_cloud_widget_refuses_a_2d_image(make_napari_viewer):

@@ -92,8 +92,13 @@ def _storage_array(hu: np.ndarray) -> np.ndarray:
     return hu.astype(np.float32, copy=False)
 
 
-def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = False,
+                compression_level: int = -1) -> Path:
     """Write a volume to ``.nii``/``.nii.gz``/``.mha``/``.mhd``/``.nrrd`` with its geometry.
+
+    ``compression_level``: zlib's 1 (fastest) to 9 (smallest) for ``.nii.gz`` and ``.mha``; -1 is
+    the writer's default. Batch outputs use 1: about 3 times faster than the default on CT and a
+    few per cent larger.
 
     Returns
     -------
@@ -128,7 +133,7 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     tmp = Path(tempfile.mkdtemp(prefix=".jointrecon-", dir=path.parent))
     try:
         sitk.WriteImage(image, str(tmp / path.name),
-                        useCompression=suffix.endswith(".gz") or suffix == ".mha")
+                        useCompression=suffix.endswith(".gz") or suffix == ".mha", compressionLevel=compression_level)
         produced = sorted(tmp.iterdir())
         for p in produced:  # the data file of a .mhd/.nhdr header is a target too
             if p.name != path.name:

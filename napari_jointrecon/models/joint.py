@@ -30,10 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..pointcloud import INPUT_SIZE
+
 __all__ = ["JointNet", "INPUT_SIZE", "N_POINTS", "N_PLANES", "KINDS", "build_model", "downsample",
            "head_points", "occupancy_head_points", "forward", "run"]
 
-INPUT_SIZE = 128
 N_POINTS = 1000
 #: Planes of the occupancy head across the slab, at normalised z = -1, -0.75, ..., 1 (2 mm apart in
 #: the 16 mm slab: the chest series' own slices).

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ModelSpec", "SPECS", "WEIGHTS_DIR", "DEFAULT_MODEL", "list_models", "get_spec", "load_model",
-           "card_path", "weights_path", "read_card"]
+           "card_path", "weights_path", "read_card", "model_role"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "unet"
@@ -90,6 +90,12 @@ def _cncl():
     return CNCL(24)
 
 
+def _diffusion():
+    from .diffusion import DiffusionUNet3D
+
+    return DiffusionUNet3D(16)
+
+
 def _classical(name: str):
     def run(hu: np.ndarray, dose: float) -> np.ndarray:
         from . import classical
@@ -124,6 +130,12 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("cncl", "CNCL (content + noise, GAN)", "learned",
               "Content and noise U-Net branches fused by a 1x1 convolution, L1 + PatchGAN loss.",
               build=_cncl, recipe="gan"),
+    ModelSpec("diffusion", "Conditional diffusion (3D, with uncertainty)", "learned",
+              "3D U-Net (GroupNorm, SiLU, time embedding, in-plane attention) predicting DDPM's noise from "
+              "the diffused sample, the low-dose volume and the noise level; DDIM from the low-dose image "
+              "diffused to t = 100, 10 steps, 64^3 patches joined with Gaussian weights; posterior samples "
+              "give a per-voxel standard deviation (nj.denoise_with_uncertainty).",
+              build=_diffusion, recipe="diffusion"),
     ModelSpec("nlm", "Non-local means", "classical",
               "scikit-image non-local means, strength set from the estimated noise.",
               run=_classical("nlm")),
@@ -165,21 +177,33 @@ def _sha256(path: Path) -> str:
 def _available(spec: ModelSpec) -> bool:
     if spec.kind == "classical":
         if spec.name == "bm3d":
-            try:
-                import bm3d  # noqa: F401
-            except ImportError:
-                return False
+            # looked up, not imported: importing bm3d (and bm4d, scipy) takes a second, and the
+            # Denoise dock lists the models on napari's main thread
+            import importlib.util
+
+            return importlib.util.find_spec("bm3d") is not None
         return True
     card = read_card(spec.name)
     return card is not None and weights_path(spec.name).exists()
 
 
+def model_role(card: dict) -> str:
+    """``"zoo"``: a learned model trained on every real series split by patient (what the project
+    recommends and compares); ``"design baseline"``: a learned model still at the design's short
+    chest recipe (one patient), kept selectable for the comparison the design asks for;
+    ``"classical"``."""
+    if card.get("kind") == "classical":
+        return "classical"
+    return "zoo" if (card.get("training") or {}).get("split") == "patient" else "design baseline"
+
+
 def list_models() -> list[dict]:
     """Cards of the models that can run here: learned ones with shipped weights, and classical ones.
 
-    Each card has at least ``name``, ``title``, ``kind`` ("learned" or "classical"), ``default``
-    (exactly one is True) and ``description``; learned cards add parameters, FLOPs, training and
-    measured results.
+    Each card has at least ``name``, ``title``, ``kind`` ("learned" or "classical"), ``role``
+    (:func:`model_role`), ``default`` (exactly one is True) and ``description``; learned cards add
+    parameters, FLOPs, training and measured results. Zoo models come first, then the classical
+    filters, then the design baselines.
     """
     cards = []
     for spec in SPECS.values():
@@ -187,7 +211,10 @@ def list_models() -> list[dict]:
             continue
         card = dict(read_card(spec.name) or {}) if spec.kind == "learned" else {}
         card.update(name=spec.name, title=spec.title, kind=spec.kind, description=spec.description)
+        card["role"] = model_role(card)
         cards.append(card)
+    order = {"zoo": 0, "classical": 1, "design baseline": 2}
+    cards.sort(key=lambda c: order[c["role"]])  # stable: the table's order within a role
     names = [c["name"] for c in cards]
     default = DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
     for card in cards:

@@ -58,7 +58,10 @@ def _row_key(name: str) -> str:
     that of the metrics."""
     card = read_card(name)
     if card is not None:
-        key = card["sha256"][:16]
+        from ..inference import trained_bf16
+
+        # the runtime that nj.denoise chooses here (bf16 autocast or fp32) is part of the result
+        key = card["sha256"][:16] + " " + select_runtime("auto", "cpu", trained_bf16=trained_bf16(name))
     elif name == "input":
         key = "input"
     else:
@@ -169,6 +172,19 @@ def _cards_section(names, cards) -> list[str]:
     return lines
 
 
+def _runtimes(names: list[str], cards: dict) -> dict[str, list[str]]:
+    """The learned models by the runtime ``nj.denoise`` gives them on this CPU."""
+    from ..inference import trained_bf16
+
+    labels = {"bf16": "bf16 autocast (trained so, native bf16 here)", "onnxruntime": "ONNX Runtime (fp32)",
+              "torch": "torch (fp32)"}
+    out: dict[str, list[str]] = {}
+    for n in names:
+        if cards.get(n, {}).get("kind") == "learned":
+            out.setdefault(labels[select_runtime("auto", "cpu", trained_bf16=trained_bf16(n))], []).append(n)
+    return out
+
+
 def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = "runs/cache",
              models: list[str] | None = None, log=print, update_cards: bool = True,
              row_cache: str | Path | None = "runs/eval", joint: bool = True,
@@ -181,6 +197,12 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
     row_cache = Path(row_cache) if row_cache else None
     cards = {c["name"]: c for c in list_models()}
     names = models or list(cards)
+    # diffusion models (shipped ones only: list_models hides a model without weights) have their
+    # own held-out section with 3D context and calibration (training/diffusion_eval.py)
+    from ..models.registry import get_spec
+
+    diffusion = [n for n in names if get_spec(n).recipe == "diffusion" and n in cards]
+    names = [n for n in names if n not in diffusion]
     test = build_cache(cache_dir, log=log, only=("chest_test",))["chest_test"]
     clean = test.clean
     low_by_dose = {d: np.stack([test.low(k, 0, d) for k in range(clean.shape[0])]) for d in DOSE_LEVELS}
@@ -204,7 +226,7 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
     for name in names:
         cached = row_cache / f"speed_{name}.json" if row_cache else None
         # the speed depends on the runtime nj.denoise picks on the CPU, too
-        key = f"{_row_key(name)}-{select_runtime('auto', 'cpu')}"
+        key = _row_key(name)
         if cached is not None and cached.exists() and json.loads(cached.read_text())["key"] == key:
             speeds[name] = json.loads(cached.read_text())["speed"]
         else:
@@ -222,14 +244,25 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
         "mapped to [0, 1] (data_range 1), and on the abdomen window [-160, 240] HU (data_range 400); "
         "SSIM with Gaussian weights (sigma 1.5); RMSE in HU inside the body mask and over the whole "
         "slice. Values are mean ± std over test slices. Speed: 512 x 512 slices per second on 2 CPU "
-        f"threads (warm-up, median of 5), fp32, as `nj.denoise` runs them by default "
-        f"({'ONNX Runtime' if select_runtime('auto', 'cpu') == 'onnxruntime' else 'torch'} on the CPU; "
-        "eager-torch and compiled figures: `docs/BENCHMARKS.md`).",
+        "threads (warm-up, median of 5), as `nj.denoise` runs them by default on this CPU, and so are "
+        "the metrics: " + "; ".join(f"{rt}: {', '.join(f'`{n}`' for n in ns)}" for rt, ns in _runtimes(names, cards).items())
+        + " (eager-torch and compiled figures: `docs/BENCHMARKS.md`).",
         "",
         "## Denoising",
         "",
     ]
     lines += heldout_markdown(held, cards)
+    diffusion_rows, diffusion_speed = {}, {}
+    if diffusion:
+        from .diffusion_eval import diffusion_heldout, diffusion_markdown, seconds_per_patch
+
+        for name in diffusion:
+            log(f"diffusion model {name} on the held-out patients:")
+            diffusion_rows[name] = diffusion_heldout(name, available=list(cards), cache_dir=cache_dir,
+                                                     row_cache=row_cache, row_key=_row_key, log=log)
+            diffusion_speed[name] = seconds_per_patch(name)
+            log(f"  speed {name}: {diffusion_speed[name]['s_per_64cube_patch_2threads']:.2f} s per 64^3 patch")
+            lines += diffusion_markdown(name, diffusion_rows[name], diffusion_speed[name])
     lines += _markdown(
         "Real chest CT (test split)", chest, cards, speeds,
         f"`chest-ct-dicom` slices {SPLITS['test'].start}-{SPLITS['test'].stop - 1} "
@@ -247,7 +280,7 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
         log("joint point models:")
         _, joint_lines = evaluate_shipped(cache_dir=cache_dir, log=log)
         lines += joint_lines
-    lines += _cards_section(names, cards)
+    lines += _cards_section(names + diffusion, cards)
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text("\n".join(lines) + "\n")
     log(f"wrote {out_md}")
@@ -258,6 +291,13 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
             log(f"wrote the model table of {readme}")
 
     if update_cards:
+        from .diffusion_eval import diffusion_card_results
+
+        for name in diffusion:
+            card = read_card(name)
+            card["results"] = diffusion_card_results(name, diffusion_rows[name], when)
+            card["speed"] = diffusion_speed[name]
+            card_path(name).write_text(json.dumps(card, indent=2) + "\n")
         for name in names:
             if cards[name]["kind"] != "learned":
                 continue
@@ -278,5 +318,8 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
                     for series, r in held.items()},
             }
             card["speed"] = {"slices_per_s_512_2threads": round(speeds[name], 3)}
+            from .heldout import model_status
+
+            card["status"] = model_status(name, card, held)
             card_path(name).write_text(json.dumps(card, indent=2) + "\n")
-    return {"chest": chest, "phantom": ph, "speeds": speeds, "heldout": held}
+    return {"chest": chest, "phantom": ph, "speeds": speeds, "heldout": held, "diffusion": diffusion_rows}

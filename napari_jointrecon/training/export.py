@@ -94,6 +94,11 @@ def export_model(name: str, run_dir: str | Path) -> Path:
             "machine": "2 CPU cores (AMD EPYC), torch CPU build",
         },
     }
+    if summary.get("stopped_early"):
+        card["training"]["planned_steps"] = summary["planned_steps"]
+        card["training"]["stopped_early"] = (
+            f"stopped at step {summary['steps']} of the {summary['planned_steps']} planned (the session's "
+            "time); `jointrecon train` continues the schedule from the committed checkpoint")
     init = summary.get("init")
     if init:
         training = card["training"]

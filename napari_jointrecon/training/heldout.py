@@ -268,6 +268,29 @@ README_BEGIN = "<!-- model table: made by jointrecon evaluate -->"
 README_END = "<!-- end of model table -->"
 
 
+def model_status(name: str, card: dict, rows: dict) -> str:
+    """The card's one-line verdict: whether the model is in the zoo, and how it fares on the
+    held-out patients against the best classical filter (tuned on validation)."""
+    from ..models.registry import model_role
+
+    summary = heldout_summary(rows)
+    classical = [n for n in summary if n in ("nlm", "tv", "bm3d")]
+    wins = worse = 0
+    if name in summary and classical:
+        wins = sum(summary[name][d] > max(summary[n][d] for n in classical) for d in DOSE_LEVELS)
+        worse = sum(summary[name][d] < 0 for d in DOSE_LEVELS)
+    verdict = (f"on the held-out patients it beats the best classical filter at {wins} of {len(DOSE_LEVELS)} "
+               f"doses" + (f" and is worse than its input at {worse}" if worse else ""))
+    t = card.get("training", {})
+    minutes = t.get("total_wall_time_s", t.get("wall_time_s", 0)) / 60
+    if model_role(card) == "zoo":
+        return (f"In the zoo: trained on every real series split by patient ({t.get('total_steps', t.get('steps'))} "
+                f"steps, {minutes:.0f} min); {verdict}.")
+    return (f"Design baseline, not in the zoo: trained {minutes:.0f} min on one patient with the design's chest "
+            f"recipe, not yet retrained on the patient split; {verdict}. Kept selectable for the design's "
+            "comparison; do not use it for reading.")
+
+
 def readme_model_table(rows: dict, cards: dict, speeds: dict[str, float], when: str) -> list[str]:
     """The README's table of every model: held-out gain per dose, against the best classical filter,
     how it was trained, and its speed."""
@@ -279,7 +302,7 @@ def readme_model_table(rows: dict, cards: dict, speeds: dict[str, float], when: 
              f"({', '.join(f'`{s}`' for s in rows)}): mean PSNR gain over the low-dose input in dB at "
              "10 / 25 / 50 / 70 % dose (`docs/RESULTS.md` has every metric per patient); **bold**: "
              "beats the best classical filter at that dose (tuned on the validation patients).", "",
-             "| model | kind | gain 10 / 25 / 50 / 70 % (dB) | beats the best classical filter | training | slices/s |",
+             "| model | role | gain 10 / 25 / 50 / 70 % (dB) | beats the best classical filter | training | slices/s |",
              "| --- | --- | --- | --- | --- | ---: |"]
     for name, gains in summary.items():
         base = name.replace(ESTIMATED, "")
@@ -298,7 +321,10 @@ def readme_model_table(rows: dict, cards: dict, speeds: dict[str, float], when: 
             training = f"{split}; {t.get('total_steps', t.get('steps'))} steps, {minutes:.0f} min"
         speed = f"{speeds[base]:.1f}" if base in speeds and name == base else ""
         label = f"`{base}`" + (" (noise estimated)" if name.endswith(ESTIMATED) else "")
-        lines.append(f"| {label} | {card.get('kind', '')} | {' / '.join(cells)} | {verdict} | {training} | {speed} |")
+        from ..models.registry import model_role
+
+        role = model_role(card) if card else ""
+        lines.append(f"| {label} | {role} | {' / '.join(cells)} | {verdict} | {training} | {speed} |")
     lines += ["", README_END]
     return lines
 

@@ -123,8 +123,13 @@ class SeriesCache:
 
 
 def build_series_caches(cache_dir: str | Path, *, splits=("train", "val"), log=print,
-                        seed: int = 0) -> dict[str, SeriesCache]:
-    """Load (or compute and store) the caches of every series of ``splits``."""
+                        seed: int = 0, stride: int | None = None) -> dict[str, SeriesCache]:
+    """Load (or compute and store) the caches of every series of ``splits``.
+
+    ``stride``: keep every ``stride``-th slice of every split (1: contiguous slices, for 3D models;
+    stored under a name of its own), instead of ``TRAIN_STRIDE`` for training and ``EVAL_SLICES``
+    spread slices for validation and test.
+    """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     caches = {}
@@ -132,7 +137,7 @@ def build_series_caches(cache_dir: str | Path, *, splits=("train", "val"), log=p
         if split not in splits:
             continue
         name = rel.replace("/", "__").replace(".nii.gz", "")
-        path = cache_dir / f"series_{name}_{split}.npz"
+        path = cache_dir / (f"series_{name}_{split}.npz" if stride is None else f"series_{name}_{split}_z{stride}.npz")
         if path.exists():
             with np.load(path, allow_pickle=False) as z:
                 cutoff = float(z["cutoff"])
@@ -143,7 +148,9 @@ def build_series_caches(cache_dir: str | Path, *, splits=("train", "val"), log=p
         t0 = time.perf_counter()
         vol = load_ct(shared_data_dir() / rel)
         hu = vol.hu
-        if split == "train":
+        if stride is not None:
+            slices = list(range(0, hu.shape[0], stride))
+        elif split == "train":
             slices = list(range(0, hu.shape[0], TRAIN_STRIDE))
         else:
             slices = np.unique(np.linspace(0, hu.shape[0] - 1, EVAL_SLICES).round().astype(int)).tolist()

@@ -37,6 +37,11 @@ from .losses import l1_ssim_loss, lsgan_d_loss, lsgan_g_loss
 
 __all__ = ["TrainConfig", "train", "DEFAULT_CONFIGS", "psnr_model_scale", "COMMITTED_CHECKPOINTS"]
 
+#: A file of this name in a run folder asks the training there to stop after the current step: it
+#: validates, writes its checkpoint and ships its best weights like a finished run, and a later
+#: ``jointrecon train NAME`` continues the schedule (``touch runs/NAME/STOP``).
+STOP_FILE = "STOP"
+
 #: Checkpoints kept in the repository between sessions (one file per model, overwritten): a run
 #: without a checkpoint in its folder continues from here (``scripts/save_checkpoint.sh`` copies).
 COMMITTED_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
@@ -68,15 +73,16 @@ class TrainConfig:
     bf16: bool = False
 
 
-#: Steps and time budgets per model. ``unet`` trains on every real series split by patient, for
-#: hours (resumable across sessions); the others still have the 4-12 minute chest recipe.
+#: Steps and time budgets per model. ``unet`` and ``nafnet_anatomy`` train on every real series split
+#: by patient, for hours (resumable across sessions); the others still have the 4-12 minute chest recipe.
 DEFAULT_CONFIGS = {
     "unet": TrainConfig(steps=25000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
     "autoencoder": TrainConfig(steps=2500, time_budget_s=240),
     "resnet": TrainConfig(steps=1500, patch=64, time_budget_s=300),
     "nafnet": TrainConfig(steps=3000, time_budget_s=540),
     "nafnet_nodose": TrainConfig(steps=3000, time_budget_s=360),
-    "nafnet_anatomy": TrainConfig(steps=2500, time_budget_s=360),
+    "nafnet_anatomy": TrainConfig(steps=40000, patch=128, val_every=1000, log_every=200, data="series", bf16=True,
+                                  time_budget_s=5400),
     "redcnn": TrainConfig(steps=1500, patch=64, batch=12, time_budget_s=360),
     "cncl": TrainConfig(steps=2000, time_budget_s=420),
 }
@@ -223,7 +229,26 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
     t_start = time.perf_counter() - state["elapsed"]
     model.train()
     running = []
+    stop_file = out / STOP_FILE
+    stopped = False
     while state["step"] < total:
+        if stop_file.exists() and state["step"] > aux_steps:
+            # a stop asked for between steps: validate, checkpoint, and end like a finished run
+            # (the checkpoint still continues the schedule to ``total``: jointrecon train NAME)
+            stop_file.unlink()
+            log(f"stop requested at step {state['step']}/{total}")
+            if not state["history"] or state["history"][-1]["step"] != state["step"]:
+                scores = _validate(model, val)
+                mean = float(np.mean(list(scores.values())))
+                state["history"].append({"step": state["step"], **scores})
+                if mean > state["best"]:
+                    state["best"], state["best_state"], state["best_step"] = mean, copy.deepcopy(model.state_dict()), state["step"]
+                log("val PSNR " + " ".join(f"{k}%:{v:.2f}" for k, v in scores.items())
+                    + f" mean {mean:.2f} (best {state['best']:.2f})")
+            state["elapsed"] = time.perf_counter() - t_start
+            save_checkpoint()
+            stopped = True
+            break
         step = state["step"]
         low, clean, dose = sampler.sample(cfg.batch)
         if cfg.bf16:
@@ -277,7 +302,11 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
                 tissue = aux["tissue"].eval()
                 for p in tissue.parameters():
                     p.requires_grad_(False)
-                pred = model(low, dose)
+                if cfg.bf16:
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        pred = model(low, dose).float()
+                else:
+                    pred = model(low, dose)
                 loss = l1_ssim_loss(pred, clean) + 0.1 * tissue.perceptual(pred, clean)
             elif spec.recipe == "gan":
                 disc = aux["disc"]
@@ -319,7 +348,8 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
                 + f" mean {mean:.2f} (best {state['best']:.2f})")
             save_checkpoint()
     summary = {
-        "model": name, "recipe": spec.recipe, "config": asdict(cfg), "steps": total,
+        "model": name, "recipe": spec.recipe, "config": asdict(cfg), "steps": state["step"],
+        "planned_steps": total, "stopped_early": stopped,
         "best_step": state.get("best_step"), "best_val_psnr_mean": state["best"],
         "wall_time_s": round(state["elapsed"], 1), "history": state["history"],
     }

@@ -1,22 +1,26 @@
-"""Helpers shared by the dock widgets: which layers are CT, the displayed slice, layer <-> volume, and
-the base of the widgets that run a job in a thread worker (:class:`ThreadedWidget`)."""
+"""Helpers shared by the dock widgets: which layers are CT, the displayed slice, layer <-> volume,
+docking (compact forms, one tabbed panel), framing the camera on the body, and the base of the
+widgets that run a job in a thread worker (:class:`ThreadedWidget`)."""
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 from magicgui.widgets import Container
 
-from .._writer import layer_to_volume
 from ..volume import CTVolume
+from ._loading import load_in_background
 
-__all__ = ["ThreadedWidget", "layer_choices", "ct_layer_problem", "layer_volume", "current_slice", "off_slice_problem",
-           "slice_offset", "grid_problem", "axial_view_problem", "hu_note",
+__all__ = ["ThreadedWidget", "layer_choices", "ct_layer_problem", "layer_volume", "layer_source", "current_slice",
+           "off_slice_problem", "slice_offset", "grid_problem", "axial_view_problem", "hu_note",
            "layer_points_world", "result_layer_kwargs", "widen_contrast_range",
-           "connect_layer_events", "notify_error"]
+           "connect_layer_events", "notify_error", "plugin_dock", "dock_tabs", "body_box", "frame_camera",
+           "viewbox_size"]
 
 
-#: Metadata keys of the helper layers the Compare widget makes (never offered as inputs).
-HELPER_KEYS = ("swipe_of", "difference_of")
+#: Metadata keys of the helper layers the Compare and 3D point cloud widgets make (never offered as inputs).
+HELPER_KEYS = ("swipe_of", "difference_of", "slice_plane_of")
 
 
 def layer_choices(viewer, kinds: tuple[str, ...] = ("image",)):
@@ -43,12 +47,22 @@ def ct_layer_problem(layer, *, need_volume: bool = False) -> str:
     return ""
 
 
-def layer_volume(layer) -> CTVolume:
-    """The layer as a :class:`CTVolume` (HU, geometry from scale/translate/affine, source metadata)."""
+def layer_source(layer) -> tuple:
+    """``(data, attributes)`` of a layer, taken on the main thread without touching the voxels: a
+    worker makes the :class:`CTVolume` from them with :func:`napari_jointrecon._writer.layer_to_volume`
+    (a conversion to float32 of a whole volume would otherwise stall the viewer)."""
     meta = {"scale": tuple(layer.scale), "translate": tuple(layer.translate),
             "affine": np.asarray(layer.affine.affine_matrix), "metadata": dict(layer.metadata),
             "name": layer.name}
-    return layer_to_volume(np.asarray(layer.data, dtype=np.float32), meta)
+    return layer.data, meta
+
+
+def layer_volume(layer) -> CTVolume:
+    """The layer as a :class:`CTVolume` (HU, geometry from scale/translate/affine, source metadata)."""
+    from .._writer import layer_to_volume
+
+    data, meta = layer_source(layer)
+    return layer_to_volume(np.asarray(data, dtype=np.float32), meta)
 
 
 def current_slice(viewer, layer) -> int:
@@ -177,6 +191,178 @@ def notify_error(text: str) -> None:
     show_error(text)
 
 
+# docking ------------------------------------------------------------------------------------------
+#: The Qt widgets of this plugin's docks (and of any dock that calls :func:`plugin_dock`).
+_PLUGIN_DOCKS: weakref.WeakSet = weakref.WeakSet()
+#: Characters a combo box shows before it elides; the list it opens shows whole entries.
+COMBO_CHARS = 10
+
+
+def plugin_dock(widget) -> None:
+    """Make ``widget`` (a magicgui widget or a QWidget) a compact dock that joins the plugin's others.
+
+    Its labels wrap and its combo boxes do not widen the dock to their longest entry, so that a
+    dock stays about 300 pixels wide; once napari has docked it (after the constructor returns),
+    it becomes a tab beside the plugin's docks already in its dock area, and the current tab. Six
+    docks stacked one below the other had left the canvas a narrow strip. Call it at the end of a
+    dock's ``__init__``.
+    """
+    from qtpy.QtCore import QTimer
+
+    native = getattr(widget, "native", widget)
+    if isinstance(widget, Container):
+        _compact_form(widget, top=True)
+    _compact(native)
+    _PLUGIN_DOCKS.add(native)
+    ref = weakref.ref(native)
+    QTimer.singleShot(0, lambda: _join_tabs(ref()))
+
+
+def _compact_form(container, *, top: bool = False) -> None:
+    """No margins inside margins (magicgui gives every nested container its own), and "Browse" on
+    file fields instead of "Choose directory", half as wide."""
+    from magicgui.widgets import FileEdit
+
+    container.margins = (4, 4, 4, 4) if top else (0, 0, 0, 0)
+    for child in container:
+        if isinstance(child, FileEdit):
+            child.choose_btn.tooltip = child.choose_btn.text
+            child.choose_btn.text = "Browse"
+        elif isinstance(child, Container):
+            _compact_form(child)
+
+
+def _compact(native) -> None:
+    from qtpy.QtWidgets import QComboBox, QLabel
+
+    for label in native.findChildren(QLabel):
+        label.setWordWrap(True)
+    for combo in native.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(COMBO_CHARS)
+
+
+def _dock_of(native):
+    """The QDockWidget holding ``native`` (None when it is not docked, or was deleted)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    widget = native
+    try:
+        while widget is not None and not isinstance(widget, QDockWidget):
+            widget = widget.parentWidget()
+    except RuntimeError:  # a dock of a closed viewer: its Qt object is gone
+        _PLUGIN_DOCKS.discard(native)
+        return None
+    return widget
+
+
+def _join_tabs(native) -> None:
+    """Tabify the dock of ``native`` with an open plugin dock of the same main-window area."""
+    if native is None:
+        return
+    try:
+        dock = _dock_of(native)
+        main = dock.parentWidget() if dock is not None else None
+        if main is None or dock.isFloating() or not hasattr(main, "tabifyDockWidget"):
+            return
+        area = main.dockWidgetArea(dock)
+        for other in list(_PLUGIN_DOCKS):
+            peer = _dock_of(other)
+            if (peer is None or peer is dock or peer.parentWidget() is not main or peer.isFloating()
+                    or not peer.toggleViewAction().isChecked() or main.dockWidgetArea(peer) != area):
+                continue
+            main.tabifyDockWidget(peer, dock)
+            break
+        dock.show()
+        dock.raise_()
+        # the panel as narrow as its widest dock allows: the canvas keeps the rest
+        from qtpy.QtCore import Qt
+
+        group = [dock, *main.tabifiedDockWidgets(dock)]
+        width = max(d.minimumSizeHint().width() for d in group)
+        main.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+    except RuntimeError:  # closed before the event loop came back: nothing to dock
+        return
+
+
+def dock_tabs(viewer) -> list[list[str]]:
+    """The plugin's open docks of ``viewer`` grouped by tab panel (their window titles); for tests."""
+    main = viewer.window._qt_window
+    docks = [d for d in (_dock_of(n) for n in list(_PLUGIN_DOCKS))
+             if d is not None and d.parentWidget() is main and d.toggleViewAction().isChecked()]
+    groups: list[list] = []
+    for dock in docks:
+        group = next((g for g in groups if dock in main.tabifiedDockWidgets(g[0])), None)
+        if group is None:
+            groups.append([dock])
+        elif dock not in group:
+            group.append(dock)
+    return [[d.windowTitle() for d in g] for g in groups]
+
+
+# framing ------------------------------------------------------------------------------------------
+def body_box(layer, k: int = 0, *, level: float = -500.0):
+    """World box ``(lo, hi)`` (z, y, x mm) of what lies above ``level`` HU on slice ``k`` of a 3D
+    layer (a 2D layer: its image): the body, with the table where it shows. None when nothing does.
+    Sampled every few pixels: one slice, about a millisecond."""
+    plane = np.asarray(layer.data[k] if layer.ndim == 3 else layer.data)
+    step = max(1, max(plane.shape) // 256)
+    mask = plane[::step, ::step] > level
+    if not mask.any():
+        return None
+    rows, cols = np.flatnonzero(mask.any(axis=1)) * step, np.flatnonzero(mask.any(axis=0)) * step
+    r = (rows[0] - 0.5, min(rows[-1] + step, plane.shape[0]) - 0.5)
+    c = (cols[0] - 0.5, min(cols[-1] + step, plane.shape[1]) - 0.5)
+    corners = np.array([[y, x] for y in r for x in c], dtype=float)
+    if layer.ndim == 3:
+        corners = np.column_stack([np.full(len(corners), float(k)), corners])
+    world = np.array([layer.data_to_world(p) for p in corners], dtype=float)
+    if world.shape[1] == 2:
+        world = np.column_stack([np.zeros(len(world)), world])
+    return world.min(axis=0), world.max(axis=0)
+
+
+def _camera(viewer):
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9; viewer.camera before
+    return scene.camera if scene is not None else viewer.camera
+
+
+def viewbox_size(viewer) -> np.ndarray:
+    """Canvas pixels (height, width) of one view: the canvas, or a grid cell in grid mode."""
+    canvas = getattr(viewer, "canvas", None)
+    if canvas is not None and hasattr(canvas, "viewbox_size"):
+        return np.asarray(canvas.viewbox_size(viewer.layers), dtype=float)
+    return np.asarray(viewer._canvas_size, dtype=float)
+
+
+def frame_camera(viewer, lo, hi, *, margin: float = 0.05) -> bool:
+    """Centre the camera on the world box ``[lo, hi]`` (its last axes are the viewer's last) and zoom
+    so that it fills the canvas, or a grid cell, but for ``margin``; in 3D at the camera's angles.
+    False when the box cannot be framed (the caller then resets the view)."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    offset = viewer.dims.ndim - len(lo)
+    axes = [d - offset for d in viewer.dims.displayed]
+    if offset < 0 or min(axes) < 0:
+        return False
+    camera = _camera(viewer)
+    size = np.maximum(hi - lo, 1e-6)[axes]
+    center = ((lo + hi) / 2)[axes]
+    try:
+        view = viewbox_size(viewer)
+        if viewer.dims.ndisplay == 3:
+            # the box's extent on screen: its size along the camera's up and right directions
+            up = np.abs(np.asarray(camera.up_direction, dtype=float))
+            right = np.abs(np.cross(camera.view_direction, camera.up_direction))
+            box = np.array([up @ size, right @ size])
+        else:
+            box = size[-2:]
+    except AttributeError:  # another napari: no grid cell size or no camera directions
+        return False
+    camera.center = tuple(float(c) for c in center)
+    camera.zoom = float((1.0 - margin) * np.min(view / np.maximum(np.asarray(box, dtype=float), 1e-6)))
+    return True
+
+
 class ThreadedWidget(Container):
     """A dock widget that runs one job at a time in a napari thread worker, off the main thread.
 
@@ -188,6 +374,13 @@ class ThreadedWidget(Container):
     """
 
     busy_text = "A run is already going: wait for it or press Cancel."
+    #: Modules a run imports (torch, the models ...): the dock loads them in the background when it
+    #: opens (:mod:`._loading`), so that neither the dock nor the first run imports them on the
+    #: main thread.
+    preload: tuple[str, ...] = ()
+    #: Whether ``preload`` imports torch (its library is then opened with the GIL released).
+    preload_torch: bool = False
+    loading_text = "Loading the models in the background ... the form can be set meanwhile."
     #: Whether "the displayed slice" may be chosen in the 3D view (the point-cloud widget shows its
     #: result there, with the slice as a plane at the slider's position).
     slice_in_3d = False
@@ -199,10 +392,39 @@ class ThreadedWidget(Container):
         self._viewer = napari_viewer
         self._worker = None
         self._cancelled = False
+        self.loading = False
 
     @property
     def running(self) -> bool:
         return self._worker is not None
+
+    def _load_models(self, job=None) -> None:
+        """Start the dock's background loading (at the end of ``__init__``): ``job`` (by default,
+        importing :attr:`preload`) runs off the main thread, then :meth:`_loaded` on it. Runs may
+        start meanwhile: their worker imports what it needs."""
+        if job is None and not self.preload:
+            return
+        from ._loading import import_modules
+
+        modules, torch = self.preload, self.preload_torch
+        self.loading = True
+        self._refresh()  # says that it loads
+        load_in_background(job or (lambda: import_modules(modules, torch=torch)), self._loading_done)
+
+    def _loading_done(self, result, error) -> None:
+        self.loading = False
+        if error is None:
+            self._loaded(result)
+        self._refresh()
+        if error is not None:  # a run would fail too, and say why again
+            self._say(f"Loading the models failed: {error}")
+
+    def _loaded(self, result) -> None:
+        """The background loading worked; ``result``: what the job returned."""
+
+    def _ready_text(self, text: str) -> str:
+        """``text``, or what is loading while it loads."""
+        return self.loading_text if self.loading else text
 
     def _say(self, text: str) -> None:
         self.status.value = text

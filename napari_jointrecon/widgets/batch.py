@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Select, Table
 
-from ..dose import DOSE_LEVELS
-from ._common import notify_error, widen_contrast_range
+from ..dose_levels import DOSE_LEVELS
+from ._common import notify_error, plugin_dock, widen_contrast_range
 
 if TYPE_CHECKING:
     import napari
@@ -106,7 +106,8 @@ class BatchWidget(Container):
             self.progress,
             self.status,
             self.table,
-            Container(widgets=[self.study_box, self.open_button], layout="horizontal", labels=True),
+            Container(widgets=[self.study_box], labels=True),
+            self.open_button,
         ])
         self.input_edit.changed.connect(self._input_changed)
         for w in (self.out_edit, self.models_box, self.dose_box, self.simulate_box, self.reference_box):
@@ -116,6 +117,7 @@ class BatchWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.open_button.changed.connect(self.open_study)
         self._refresh()
+        plugin_dock(self)
 
     # state ------------------------------------------------------------------------------------
     @property

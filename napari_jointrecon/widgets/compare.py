@@ -1,6 +1,8 @@
 """Compare before/after dock widget: side by side, blend, swipe and difference, window kept in sync.
 
-* **side by side**: napari's grid (one camera and one slice position for both, so they stay linked);
+* **side by side**: napari's grid (one camera and one slice position for both, so they stay linked),
+  framed on the body of the displayed slice (not the whole field of view, mostly air); on a canvas
+  taller than wide the two lie one above the other when the body shows larger so;
 * **blend**: the "after" layer on top with an opacity slider (0 = before, 1 = after) and a toggle;
 * **swipe**: a curtain across the displayed slice. Left of it: "after"; right: "before". Only the
   displayed slice is touched: a one-slice layer holds the left part of the after slice and is
@@ -18,13 +20,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton
 
-from ._common import (connect_layer_events, ct_layer_problem, current_slice, layer_choices, off_slice_problem,
-                      slice_offset)
+from ._common import (body_box, connect_layer_events, ct_layer_problem, current_slice, frame_camera, layer_choices,
+                      off_slice_problem, plugin_dock, slice_offset)
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["CompareWidget", "MODES"]
+__all__ = ["CompareWidget", "MODES", "side_by_side_shape"]
 
 MODES = [("side by side", "side"), ("blend", "blend"), ("swipe", "swipe"), ("difference", "difference")]
 SWIPE_NAME = "swipe (after | before)"
@@ -37,6 +39,24 @@ def _grid(viewer):
     """The grid settings (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before)."""
     canvas = getattr(viewer, "canvas", None)
     return getattr(canvas, "grid", None) or viewer.grid
+
+
+def _canvas_size(viewer) -> np.ndarray:
+    """The canvas in pixels, (height, width)."""
+    canvas = getattr(viewer, "canvas", None)
+    size = getattr(canvas, "size", None) if canvas is not None else None
+    return np.asarray(size if size is not None else viewer._canvas_size, dtype=float)
+
+
+def side_by_side_shape(canvas_hw, box_hw) -> tuple[int, int]:
+    """The grid of two cells that shows a box of ``box_hw`` (height, width, mm) the larger on a
+    canvas of ``canvas_hw`` pixels: ``(1, -1)`` side by side, ``(-1, 1)`` one above the other (only
+    when that is clearly larger: side by side is what is asked for)."""
+    h, w = (float(v) for v in canvas_hw)
+    bh, bw = (max(float(v), 1e-6) for v in box_hw)
+    side = min(h / bh, w / 2 / bw)
+    stacked = min(h / 2 / bh, w / bw)
+    return (-1, 1) if stacked > 1.25 * side else (1, -1)
 
 
 class CompareWidget(Container):
@@ -68,6 +88,7 @@ class CompareWidget(Container):
         napari_viewer.dims.events.current_step.connect(self._slice_moved)
         connect_layer_events(napari_viewer, self.reset_choices)
         self.reset_choices()
+        plugin_dock(self)
 
     def _choices(self, _widget=None):
         return [(n, layer) for n, layer in layer_choices(self._viewer)
@@ -145,9 +166,10 @@ class CompareWidget(Container):
         if self._diff_layer is not None and self._diff_layer in viewer.layers:
             self._diff_layer.visible = mode == "difference"
         if mode == "side":
-            _grid(viewer).shape = (1, -1)
-            viewer.reset_view()  # both whole slices in their cells
-            self._say(f"Side by side: '{before.name}' | '{after.name}' (one camera, slices linked).")
+            stacked = self._frame_side_by_side(before)
+            how = "one above the other" if stacked else "side by side"
+            self._say(f"{how[0].upper()}{how[1:]}: '{before.name}' | '{after.name}' (one camera, slices linked; "
+                      "framed on the body).")
         elif mode == "blend":
             self._order(before, after)
             after.opacity = float(self.slider.value)
@@ -162,6 +184,23 @@ class CompareWidget(Container):
         if switched:
             self._say(self.status.value + " (Switched to the 2D view: this mode compares slices.)")
         return mode
+
+    def _frame_side_by_side(self, before) -> bool:
+        """Lay out the grid and frame the camera on the body of the displayed slice of ``before``
+        (the whole slices when no body shows); True when the cells are one above the other."""
+        viewer = self._viewer
+        k = current_slice(viewer, before) if before.ndim == 3 else 0
+        box = body_box(before, k)
+        grid = _grid(viewer)
+        if box is None:
+            grid.shape = (1, -1)
+            viewer.reset_view()
+            return False
+        size = (box[1] - box[0])[-2:]
+        grid.shape = side_by_side_shape(_canvas_size(viewer), size)
+        if not frame_camera(viewer, *box, margin=0.04):
+            viewer.reset_view()
+        return tuple(grid.shape) == (-1, 1)
 
     def _order(self, before, after) -> None:
         layers = self._viewer.layers

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 
 from ..errors import CTReadError
-from ..io import load_ct, scan_series
 from ..volume import CTVolume, SeriesInfo
 from ..windows import WINDOW_PRESETS, window_limits
-from ._common import widen_contrast_range
+from ._common import plugin_dock, widen_contrast_range
+from ._loading import import_modules, load_in_background
 
 if TYPE_CHECKING:
     import napari
@@ -56,6 +56,9 @@ class LoadWidget(Container):
         self.scan_button.changed.connect(self.scan)
         self.load_button.changed.connect(self.load)
         self.window_box.changed.connect(self._window_changed)
+        plugin_dock(self)
+        # the readers (pydicom, SimpleITK) load in the background, not at the first Scan
+        load_in_background(lambda: import_modules(["napari_jointrecon.io"]), lambda *_: None)
 
     # state ------------------------------------------------------------------------------------
     @property
@@ -95,6 +98,8 @@ class LoadWidget(Container):
         if path is None:
             self._say("Choose a file or a DICOM folder first.")
             return []
+        from ..io import scan_series
+
         try:
             series = scan_series(path)
         except CTReadError as exc:
@@ -123,7 +128,7 @@ class LoadWidget(Container):
         self.load_button.enabled = False
         self._say(f"Loading {path.name} ...")
         worker = create_worker(
-            load_ct, path, series=series or None, _start_thread=False,
+            _load, path, series or None, _start_thread=False,
             _connect={"returned": self._add_volume, "errored": self._failed, "finished": self._done},
         )
         self._worker = worker
@@ -160,3 +165,10 @@ class LoadWidget(Container):
             if getattr(layer, "rgb", False):
                 continue
             apply_window(layer, preset)
+
+
+def _load(path: Path, series: str | None) -> CTVolume:
+    """Run in the worker thread (the readers are imported there when not loaded yet)."""
+    from ..io import load_ct
+
+    return load_ct(path, series=series)

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Table
 
-from .. import metrics as M
 from ._common import (axial_view_problem, connect_layer_events, ct_layer_problem, current_slice, grid_problem,
-                      layer_choices, layer_points_world, layer_volume, off_slice_problem, slice_offset)
+                      layer_choices, layer_points_world, layer_volume, off_slice_problem, plugin_dock, slice_offset)
+from ._loading import import_modules, load_in_background
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["MetricsWidget"]
+__all__ = ["MetricsWidget", "table_rows", "metric_unit"]
 
 _IMAGE_KEYS = ("psnr", "ssim", "psnr_abdomen", "ssim_abdomen", "rmse_body_hu", "rmse_hu")
 
@@ -45,7 +45,7 @@ class MetricsWidget(Container):
         self.reference_box = ComboBox(label="Reference", choices=self._images, nullable=True)
         self.roi_box = ComboBox(label="ROIs", choices=self._shapes, nullable=True)
         self.cloud_box = ComboBox(label="Cloud", choices=self._points, nullable=True)
-        self.cloud_ref_box = ComboBox(label="Cloud reference", choices=self._points, nullable=True)
+        self.cloud_ref_box = ComboBox(label="Ref. cloud", choices=self._points, nullable=True)
         self.slice_button = PushButton(text="Current slice")
         self.volume_button = PushButton(text="Whole volume")
         self.roi_button = PushButton(text="Add ROI layer")
@@ -57,8 +57,8 @@ class MetricsWidget(Container):
         self._canvas = None
         self.extend([
             Container(widgets=[self.image_box, self.reference_box, self.roi_box], labels=True),
-            Container(widgets=[self.slice_button, self.volume_button, self.roi_button],
-                      layout="horizontal", labels=False),
+            Container(widgets=[self.slice_button, self.volume_button], layout="horizontal", labels=False),
+            self.roi_button,
             Container(widgets=[self.cloud_box, self.cloud_ref_box], labels=True),
             self.cloud_button,
             self.table,
@@ -72,8 +72,13 @@ class MetricsWidget(Container):
         self.cloud_button.changed.connect(self.measure_clouds)
         self.export_button.changed.connect(lambda *_: self.export(self.export_edit.value))
         connect_layer_events(napari_viewer, self.reset_choices)
-        self._add_plot()
         self.reset_choices()
+        plugin_dock(self)
+        # the metrics (scipy, scikit-image) and matplotlib load in the background, about a second
+        # on the main thread; the plot is added when they are there
+        load_in_background(lambda: import_modules(["napari_jointrecon.metrics", "matplotlib.figure",
+                                                   "matplotlib.backends.backend_qtagg"]),
+                           lambda _result, error: self._add_plot() if error is None else None)
 
     # choices ----------------------------------------------------------------------------------
     def _images(self, _w=None):
@@ -102,6 +107,8 @@ class MetricsWidget(Container):
                 self.cloud_ref_box.value = refs[0]
 
     def _add_plot(self) -> None:
+        if self._canvas is not None:
+            return
         try:
             from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
             from matplotlib.figure import Figure
@@ -110,23 +117,57 @@ class MetricsWidget(Container):
         fig = Figure(figsize=(4, 2.2), tight_layout=True)
         self._axes = fig.add_subplot(111)
         self._canvas = FigureCanvasQTAgg(fig)
-        self._canvas.setMinimumHeight(160)
+        self._canvas.setMinimumHeight(130)
         self.native.layout().addWidget(self._canvas)
 
     def _say(self, text: str) -> None:
         self.status.value = text
 
     def _show(self) -> None:
-        rows = []
-        for group, values in self.results.items():
-            for key, value in values.items():
-                unit = metric_unit(key) if isinstance(value, (int, float)) else ""
-                if isinstance(value, float):
-                    value = f"{value:.4g}"
-                rows.append([f"{group}: {key}", str(value), unit])
+        rows = table_rows(self.results)
         # the "split" layout (data, index, columns): a dict without "index" reads as columns
         self.table.value = {"data": rows, "index": [str(i) for i in range(len(rows))],
                             "columns": ["metric", "value", "unit"]}
+        self._fit_table(rows)
+
+    def _fit_table(self, rows: list[list[str]]) -> None:
+        """The whole table without scrolling in a dock about 300 pixels wide: no row numbers,
+        group names as bold rows across the table, metric and value columns sharing the width the
+        units leave (long texts wrap), and the table as tall as its rows, again whenever its width
+        changes."""
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QHeaderView
+
+        table = self.table.native
+        table.verticalHeader().setVisible(False)
+        table.setWordWrap(True)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        header = table.horizontalHeader()
+        for column, mode in enumerate((QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.Stretch,
+                                       QHeaderView.ResizeMode.ResizeToContents)):
+            header.setSectionResizeMode(column, mode)
+        if not getattr(self, "_fitting", False):  # once: the row heights follow the column widths
+            header.sectionResized.connect(lambda *_: self._fit_height())
+            self._fitting = True
+        table.clearSpans()
+        for r, row in enumerate(rows):
+            if row[1] == row[2] == "":  # a group's heading
+                table.setSpan(r, 0, 1, 3)
+                item = table.item(r, 0)
+                if item is not None:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        table = self.table.native
+        table.resizeRowsToContents()
+        rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+        height = table.horizontalHeader().height() + rows + 2 * table.frameWidth()
+        if table.minimumHeight() != height or table.maximumHeight() != height:
+            table.setFixedHeight(height)
 
     def _run_info(self, layer) -> None:
         info = layer.metadata.get("denoise")
@@ -184,6 +225,8 @@ class MetricsWidget(Container):
         self.per_slice = {}  # what is exported is this measurement only
         self._run_info(image)
         if ref is not None:
+            from .. import metrics as M
+
             r = np.asarray(ref.data[first + k] if ref.ndim == 3 else ref.data, dtype=np.float32)
             self.results[f"slice {first + k}"] = M.image_metrics(img, r)
         roi = self._roi_metrics(image, k, img)
@@ -225,6 +268,8 @@ class MetricsWidget(Container):
         masks = [m for m in on_slice if m.any()]
         if not masks:
             return {"note": "no ROI on this slice: draw them on the displayed slice"}
+        from .. import metrics as M
+
         out = {"noise_hu (ROI 1)": M.noise_std(img, masks[0]), "mean_hu (ROI 1)": float(img[masks[0]].mean())}
         if len(masks) > 1:
             out["noise_hu (background)"] = M.noise_std(img, masks[1])
@@ -275,7 +320,10 @@ class MetricsWidget(Container):
         self._say(f"PSNR {summary['psnr']:.2f} ± {summary['psnr std']:.2f} dB over {len(per_slice)} slices.")
 
     def _plot(self) -> None:
-        if self._canvas is None or not self.per_slice:
+        if not self.per_slice:
+            return
+        self._add_plot()  # normally added once matplotlib has loaded in the background
+        if self._canvas is None:
             return
         ax = self._axes
         ax.clear()
@@ -370,6 +418,27 @@ class MetricsWidget(Container):
         return path
 
 
+def table_rows(results: dict) -> list[list[str]]:
+    """The panel's rows ``[metric, value, unit]``: each group's name on a row of its own, then its
+    figures, a mean and its standard deviation over slices on one row ("34.5 ± 0.8"). The layers
+    measured are left out (the boxes above the table name them; the exports have them)."""
+    rows = []
+    for group, values in results.items():
+        if group == "layers":
+            continue
+        rows.append([group, "", ""])
+        for key, value in values.items():
+            if key.endswith(" std") and key[:-4] in values:
+                continue
+            unit = metric_unit(key) if isinstance(value, (int, float)) else ""
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            spread = values.get(f"{key} std")
+            if isinstance(value, float) and isinstance(spread, float):
+                text += f" ± {spread:.2g}"
+            rows.append([key, text, unit])
+    return rows
+
+
 def metric_unit(key: str) -> str:
     """The unit of a figure in the panel and the exports, from its name ('' for ratios, scores and
     names)."""
@@ -386,4 +455,6 @@ def metric_unit(key: str) -> str:
 
 
 def _volume_job(img: np.ndarray, ref: np.ndarray) -> list[dict]:
+    from .. import metrics as M
+
     return [M.image_metrics(img[k], ref[k]) for k in range(img.shape[0])]

@@ -14,13 +14,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
-from ..dose import DOSE_LEVELS
-from ..phantom import is_noise_free_phantom
-from ._common import (ThreadedWidget, ct_layer_problem, current_slice, hu_note,
-                      layer_volume, result_layer_kwargs, widen_contrast_range)
+from ..dose_levels import DOSE_LEVELS
+from ._common import (ThreadedWidget, ct_layer_problem, current_slice, hu_note, layer_source, plugin_dock,
+                      result_layer_kwargs, widen_contrast_range)
 
 if TYPE_CHECKING:
     import napari
@@ -34,6 +32,9 @@ class SimulateWidget(ThreadedWidget):
     """Add a simulated lower-dose copy of a full-dose CT layer without blocking the viewer."""
 
     busy_text = "A simulation is already running: wait for it or press Cancel."
+    preload = ("napari_jointrecon.dose", "napari_jointrecon.phantom")
+    preload_torch = True
+    loading_text = "Loading the dose simulation in the background ... the form can be set meanwhile."
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__(napari_viewer)
@@ -56,6 +57,8 @@ class SimulateWidget(ThreadedWidget):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self._watch_layers()
+        plugin_dock(self)
+        self._load_models()
 
     def problem(self) -> str:
         """Why Simulate is disabled ("" when it is enabled); a 2D layer is simulated whole."""
@@ -65,7 +68,7 @@ class SimulateWidget(ThreadedWidget):
         issue = self.problem()
         self.run_button.enabled = self._worker is None and not issue
         if self._worker is None:
-            self._say(issue or "Ready: the noise of a lower dose will be added to the chosen layer.")
+            self._say(issue or self._ready_text("Ready: the noise of a lower dose will be added to the chosen layer."))
 
     def run(self, *_):
         """Start the simulation; returns the worker (None when refused, with the reason in the status)."""
@@ -75,23 +78,18 @@ class SimulateWidget(ThreadedWidget):
         if layer is None:
             return None
         scope = self.scope_box.value if layer.ndim == 3 else "volume"
-        try:
-            volume = layer_volume(layer)
-        except Exception as exc:  # noqa: BLE001 - any unreadable layer is reported, not raised
-            self._say(f"Cannot use '{layer.name}': {exc}")
-            return None
         k0 = current_slice(self._viewer, layer) if scope == "slice" else 0
-        hu = volume.hu[k0:k0 + 1] if scope == "slice" else volume.hu
-        method = _method(layer, volume)
+        count = 1 if scope == "slice" or layer.ndim == 2 else layer.data.shape[0]
         dose, seed = float(self.dose_box.value), int(self.seed_spin.value)
-        info = {"source": layer.name, "dose": dose, "seed": seed, "method": method, "first_slice": k0}
-        hu_warning = hu_note(hu)
-        self.progress.max, self.progress.value = hu.shape[0], 0
-        self._say(f"Simulating {dose * 100:g} % dose on {hu.shape[0]} slice(s) of '{layer.name}' ...")
+        info = {"source": layer.name, "dose": dose, "seed": seed, "first_slice": k0}
+        self.progress.max, self.progress.value = count, 0
+        self._say(f"Simulating {dose * 100:g} % dose on {count} slice(s) of '{layer.name}' ...")
         self._started = time.perf_counter()
-        worker = create_worker(_simulate_job, hu, volume.spacing, dose, seed, method, k0, _start_thread=False,
+        derived = any(key in layer.metadata for key in ("simulated", "denoise"))
+        worker = create_worker(_simulate_job, layer_source(layer), scope == "slice", k0, dose, seed, derived,
+                               _start_thread=False,
                                _connect={"yielded": self._on_progress,
-                                         "returned": lambda out: self._on_result(layer, out, info, hu_warning),
+                                         "returned": lambda out: self._on_result(layer, out, info),
                                          "errored": lambda exc: self._failed("Simulation", exc),
                                          "finished": self._run_finished})
         return self._start(worker)
@@ -105,9 +103,11 @@ class SimulateWidget(ThreadedWidget):
             text += f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
         self._say(text)
 
-    def _on_result(self, layer, out: np.ndarray, info: dict, hu_warning: str = "") -> None:
+    def _on_result(self, layer, result, info: dict) -> None:
         if self._cancelled or self._removed(layer):
             return
+        out, method, hu_warning = result
+        info["method"] = method
         name = f"{layer.name} · {info['dose'] * 100:g}% simulated"
         data = out if layer.ndim == 3 else out[0]
         kwargs = result_layer_kwargs(layer, name=name, first_slice=info["first_slice"],
@@ -121,27 +121,37 @@ class SimulateWidget(ThreadedWidget):
                   f"measure it against '{layer.name}' in Metrics." + hu_warning)
 
 
-
-def _method(layer, volume) -> str:
+def _method(volume, source, derived: bool) -> str:
     """Poisson counts for the noise-free phantom (its layer may have been renamed: the volume it
-    was read or made as decides), "insert" for anything else, including a simulated or denoised
-    copy of the phantom, which already has noise."""
-    derived = any(key in layer.metadata for key in ("simulated", "denoise"))
-    source = layer.metadata.get("ct_volume")
+    was read or made as, ``source``, decides), "insert" for anything else, including a simulated
+    or denoised copy of the phantom (``derived``), which already has noise."""
+    from ..phantom import is_noise_free_phantom
+
     phantom = is_noise_free_phantom(volume) or is_noise_free_phantom(source)
     return "poisson" if phantom and not derived else "insert"
 
 
-def _simulate_job(hu: np.ndarray, spacing, dose: float, seed: int, method: str, first_index: int):
-    """Generator run in the worker thread: yields ``(done, total)`` per batch, returns the HU."""
+def _simulate_job(source: tuple, one_slice: bool, first_index: int, dose: float, seed: int, derived: bool):
+    """Generator run in the worker thread: yields ``(done, total)`` per batch.
+
+    ``source``: :func:`layer_source` of the layer (the volume is made here, off the main thread);
+    ``one_slice``: only slice ``first_index``. Returns ``(HU, method, note)``, ``note`` being
+    :func:`hu_note` of the input.
+    """
+    from .._writer import layer_to_volume
     from ..dose import iter_simulate_low_dose
 
-    gen = iter_simulate_low_dose(hu, dose, seed=seed, spacing=tuple(spacing), method=method,
+    data, meta = source
+    volume = layer_to_volume(data, meta)
+    method = _method(volume, meta["metadata"].get("ct_volume"), derived)
+    hu = volume.hu[first_index:first_index + 1] if one_slice else volume.hu
+    note = hu_note(hu)
+    gen = iter_simulate_low_dose(hu, dose, seed=seed, spacing=tuple(volume.spacing), method=method,
                                  first_index=first_index)
     try:
         while True:
             yield next(gen)
     except StopIteration as stop:
-        return stop.value
+        return stop.value, method, note
     finally:
         gen.close()

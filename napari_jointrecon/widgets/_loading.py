@@ -1,0 +1,123 @@
+"""Heavy imports and slow checks off napari's main thread, for the dock widgets.
+
+Importing torch takes 1-2 s, the point models, scipy and scikit-image about as long. A dock that
+imported them at construction froze the viewer while it opened. The docks import nothing heavy
+themselves: they hand such work to :func:`load_in_background`, which runs it in one daemon thread
+shared by all docks (the jobs of several docks run one after the other, and none takes a slot of
+napari's thread pool from a run), and calls back on the main thread. Meanwhile a dock says so and
+its form stays usable; a run started early imports what it needs in its own worker thread.
+
+CPython opens a C extension's shared libraries with the GIL held, so importing torch even in another
+thread stopped the main thread for the 0.2 s of opening libtorch (its relocations and static
+initialisers). :func:`open_torch_libraries` opens them first through a ctypes call, which releases
+the GIL; the import then finds them loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["load_in_background", "import_modules", "open_torch_libraries"]
+
+_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_thread: threading.Thread | None = None
+_thread_lock = threading.Lock()
+_relay = None
+_torch_opened = False
+
+
+def open_torch_libraries() -> None:
+    """Open torch's C++ library with the GIL released (see the module docstring).
+
+    Does nothing once torch is imported, off Linux and macOS, or when the library is not where a
+    torch wheel puts it; errors are ignored (the import then opens it as usual).
+    """
+    global _torch_opened
+    if _torch_opened or "torch" in sys.modules or os.name != "posix":
+        return
+    _torch_opened = True
+    try:
+        import ctypes
+        import importlib.util
+
+        spec = importlib.util.find_spec("torch")
+        if spec is None or not spec.origin:
+            return
+        suffix = ".dylib" if sys.platform == "darwin" else ".so"
+        path = Path(spec.origin).parent / "lib" / f"libtorch_cpu{suffix}"
+        if not path.is_file():
+            return
+        dlopen = ctypes.CDLL(None).dlopen  # a foreign call: ctypes releases the GIL around it
+        dlopen.restype = ctypes.c_void_p
+        dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        # the flags of an ordinary import (local symbols): the handle stays open, as torch keeps it
+        dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL)
+    except Exception:  # noqa: BLE001 - an optimisation only
+        return
+
+
+def import_modules(modules: Sequence[str], *, torch: bool = False) -> None:
+    """Import ``modules``; ``torch``: they import torch (its library is opened first)."""
+    if torch:
+        open_torch_libraries()
+    for name in modules:
+        importlib.import_module(name)
+
+
+def _main_thread_relay():
+    """A QObject living on the main thread whose signal runs a callable there (queued from others)."""
+    global _relay
+    if _relay is None:
+        from qtpy.QtCore import QObject, Signal, Slot
+
+        class _Relay(QObject):
+            call = Signal(object)
+
+            def __init__(self):
+                super().__init__()
+                self.call.connect(self._run)  # a slot of an object of the main thread: queued there
+
+            @Slot(object)
+            def _run(self, fn):
+                fn()
+
+        _relay = _Relay()
+    return _relay
+
+
+def _serve() -> None:
+    while True:
+        job, done = _jobs.get()
+        try:
+            result, error = job(), None
+        except Exception as exc:  # noqa: BLE001 - handed to the dock, which says it
+            result, error = None, exc
+        _main_thread_relay().call.emit(lambda d=done, r=result, e=error: _deliver(d, r, e))
+
+
+def _deliver(done, result, error) -> None:
+    try:
+        done(result, error)
+    except RuntimeError as exc:  # the dock was closed meanwhile: its Qt widgets are gone
+        if "deleted" not in str(exc):
+            raise
+
+
+def load_in_background(job: Callable[[], object], done: Callable[[object, Exception | None], None]) -> None:
+    """Run ``job()`` in the loading thread, then ``done(result, error)`` on the main thread.
+
+    Call from the main thread (a dock's ``__init__``). ``error`` is None when the job succeeded.
+    """
+    global _thread
+    _main_thread_relay()  # made here, on the main thread, so that its slot runs there
+    _jobs.put((job, done))
+    with _thread_lock:
+        if _thread is None:
+            _thread = threading.Thread(target=_serve, name="jointrecon-loader", daemon=True)
+            _thread.start()
