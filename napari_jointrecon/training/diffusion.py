@@ -44,7 +44,7 @@ from ..models.diffusion import (SIZE_MULTIPLE, T_TRAIN_MAX, SamplerSettings, Sch
 from ..models.registry import card_path, get_spec, weights_path
 from .data import PatchSampler
 from .series import SeriesCache
-from .train import _lr
+from .train import _lr, run_logger
 
 __all__ = ["DiffusionConfig", "DEFAULT_CONFIG", "VolumePatchSampler", "diffusion_val_set", "train_diffusion",
            "export_diffusion", "count_flops_3d"]
@@ -214,13 +214,7 @@ def train_diffusion(out_dir: str | Path, *, cache_dir: str | Path = "runs/cache"
     spec = get_spec(NAME)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log_path = Path(log_file) if log_file else out / "train.log"
-
-    def log(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        with open(log_path, "a") as fh:
-            fh.write(line + "\n")
+    log = run_logger(Path(log_file) if log_file else out / "train.log")
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

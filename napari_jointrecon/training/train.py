@@ -88,6 +88,17 @@ DEFAULT_CONFIGS = {
 }
 
 
+def run_logger(path: Path):
+    """``log(msg)``: a time-stamped line printed and appended to a run's log file."""
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        with open(path, "a") as fh:
+            fh.write(line + "\n")
+
+    return log
+
+
 def psnr_model_scale(out: torch.Tensor, clean: torch.Tensor) -> float:
     """PSNR on [-1000, 1000] HU mapped to [0, 1] (model scale clipped to [0, 1]), data_range 1."""
     mse = F.mse_loss(out.clamp(0, 1), clean.clamp(0, 1)).item()
@@ -143,13 +154,7 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
     cfg = config or DEFAULT_CONFIGS.get(name, TrainConfig())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log_path = Path(log_file) if log_file else out / "train.log"
-
-    def log(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        with open(log_path, "a") as fh:
-            fh.write(line + "\n")
+    log = run_logger(Path(log_file) if log_file else out / "train.log")
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
