@@ -618,6 +618,12 @@ def denoise(
     """
     gen = iter_denoise(ct_or_hu, model=model, dose=dose, device=device, batch_size=batch_size,
                        compile=compile, runtime=runtime)
+    return _drive(gen, progress, cancel)
+
+
+def _drive(gen, progress, cancel):
+    """Run a progress generator to its end: ``progress`` after each step, ``cancel`` polled before
+    each (True: the generator is closed and :class:`Cancelled` raised); returns its value."""
     try:
         while True:
             if cancel is not None and cancel():
@@ -793,13 +799,4 @@ def denoise_with_uncertainty(
     gen = iter_denoise_with_uncertainty(ct_or_hu, model=model, dose=dose, samples=samples, seed=seed, steps=steps,
                                         t_start=t_start, eta=eta, device=device, runtime=runtime,
                                         noise_reference=noise_reference)
-    try:
-        while True:
-            if cancel is not None and cancel():
-                gen.close()
-                raise Cancelled("denoising was cancelled")
-            step = next(gen)
-            if progress is not None:
-                progress(step)
-    except StopIteration as stop:
-        return stop.value
+    return _drive(gen, progress, cancel)
