@@ -202,6 +202,20 @@ def _cmd_batch(args) -> int:
     return 1 if (table.status == "failed").any() else 0
 
 
+def heldout_point_distances(card: dict) -> dict[str, float]:
+    """Per cloud of the card's held-out point results, the mean surface distance (mm) over the held-out
+    patients' slabs (the chest series' point test slabs left out: a training patient of the denoisers)."""
+    groups = card.get("results", {}).get("heldout", {}).get("groups", {})
+    vals: dict[str, list[float]] = {}
+    for name, group in groups.items():
+        if name.startswith("chest-ct-dicom"):
+            continue
+        for cloud, row in group["rows"].items():
+            if "msd_mm" in row:  # the input's row has only the PSNR of its slice
+                vals.setdefault(cloud, []).extend(row["msd_mm"])
+    return {cloud: sum(v) / len(v) for cloud, v in vals.items()}
+
+
 def _cmd_models(args) -> int:
     from .joint import DEFAULT_POINT_MODEL, POINT_MODELS, point_model_card
 
@@ -211,13 +225,15 @@ def _cmd_models(args) -> int:
         speed = card.get("speed", {}).get("slices_per_s_512_2threads")
         extra = f", {speed:.1f} slices/s" if speed else ""
         print(f"{mark} {card['name']:16s} {card['role']:15s} {card['title']}{extra}")
-    print("point models (jointrecon pointcloud --model; * = default), Chamfer distance at 25 % dose on the test slabs (docs/RESULTS.md):")
-    results = point_model_card().get("results", {}).get("chest_test", {}).get("25%", {})
+    print("point models (jointrecon pointcloud --model; * = default), mean surface distance at 25 % dose "
+          "on the held-out patients' slabs (docs/RESULTS.md):")
+    held = heldout_point_distances(point_model_card())
     for name, kinds in POINT_MODELS.items():
         mark = "*" if name == DEFAULT_POINT_MODEL else " "
-        row = results.get(name, {})
-        extra = f", {row['chamfer_mm'][0]:.1f} mm" if "chamfer_mm" in row else ""
-        print(f"{mark} {name:16s} {' + '.join(kinds)}{extra}")
+        extra = f", {held[name]:.2f} mm" if name in held else ""
+        print(f"{mark} {name:18s} {' + '.join(kinds)}{extra}")
+    if "extrusion" in held:
+        print(f"  (no network: the slice's contour copied through the slab, {held['extrusion']:.2f} mm)")
     return 0
 
 
@@ -283,6 +299,15 @@ def _cmd_train_joint(args) -> int:
     train_all(args.out, seeds=tuple(args.seeds), steps=args.steps, cache_dir=args.cache)
     if not args.no_export:
         print(f"exported {export_joint(args.out, seeds=tuple(args.seeds))}")
+    return 0
+
+
+def _cmd_train_contour(args) -> int:
+    from .training.points import PointConfig, export_contour, train_contour_all
+
+    train_contour_all(args.out, kinds=tuple(args.kinds), config=PointConfig(steps=args.steps), cache_dir=args.cache)
+    if not args.no_export:
+        print(f"exported {export_contour(args.out)}")
     return 0
 
 
@@ -425,7 +450,7 @@ def _cmd_pacs(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .joint import POINT_MODELS
+    from .joint import DEFAULT_POINT_MODEL, POINT_MODELS
 
     parser = argparse.ArgumentParser(prog="jointrecon", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -539,13 +564,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_joint)
 
+    p = sub.add_parser("train-contour", help="train the contour point models (joint and sequential; resumable)")
+    p.add_argument("--out", default="runs/points")
+    p.add_argument("--cache", default="runs/cache")
+    p.add_argument("--kinds", nargs="+", default=["contour", "seq_contour_denoiser", "seq_contour_regressor"],
+                   choices=["contour", "seq_contour_denoiser", "seq_contour_regressor"])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--no-export", action="store_true")
+    p.set_defaults(func=_cmd_train_contour)
+
     p = sub.add_parser("pointcloud", help="predict (or extract) the 3D point cloud of a slice -> .ply/.csv")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True, help="a .ply or .csv file")
     p.add_argument("--slice", type=int, help="slice index (default: the middle)")
     p.add_argument("--dose", type=float, default=100,
                    help="percent (25) or fraction (0.25); 1 and below are fractions (1 = full dose)")
-    p.add_argument("--model", default="joint", choices=list(POINT_MODELS))
+    p.add_argument("--model", default=DEFAULT_POINT_MODEL, choices=list(POINT_MODELS))
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--series")
     p.add_argument("--reference", action="store_true", help="the -500 HU surface of the volume instead")

@@ -11,10 +11,15 @@ Point models (weights in ``models/weights/joint/``, one file per training seed, 
   predicts which voxels of the slab lie inside the body, and the points are taken from that
   volume's surface (the most accurate point model; see ``docs/RESULTS.md``);
 * ``sequential_occ``: its sequential baseline (denoiser, then an occupancy regressor trained on
-  full-dose slices).
+  full-dose slices);
+* ``contour`` (default: the most accurate on held-out patients, ``docs/RESULTS.md``): a joint
+  network at 256 x 256 trained across patients whose point branch predicts how the denoised
+  slice's own -500 HU contour changes through the slab (:mod:`.models.contour`);
+* ``sequential_contour``: its sequential counterpart (the same denoiser trained alone, then the
+  occupancy-change network trained on full-dose slices).
 
-The networks read a 128 x 128 slice (area-averaged from the input, which must be at least
-128 x 128) and return 1000 points in the normalised slab frame of :mod:`.pointcloud`, mapped here to
+The design's networks read a 128 x 128 slice, the contour networks 256 x 256 (area-averaged from
+the input, which must be at least 128 x 128) and return 1000 points in the normalised slab frame of :mod:`.pointcloud`, mapped here to
 world millimetres with the volume's geometry, so a napari Points layer with no transform lands on
 the image layer made with :meth:`CTVolume.layer_kwargs`.
 """
@@ -34,7 +39,7 @@ import numpy as np
 from .pointcloud import SLAB_MM, SlabFrame, _largest_region, reference_point_cloud, slab_frame
 from .volume import CTVolume
 
-__all__ = ["POINT_MODELS", "DEFAULT_POINT_MODEL", "PointCloudPrediction", "predict_point_cloud",
+__all__ = ["POINT_MODELS", "MODEL_INPUT_SIZE", "DEFAULT_POINT_MODEL", "PointCloudPrediction", "predict_point_cloud",
            "reference_point_cloud", "load_point_model", "point_model_card", "JOINT_WEIGHTS_DIR"]
 
 JOINT_WEIGHTS_DIR = Path(__file__).resolve().parent / "models" / "weights" / "joint"
@@ -44,8 +49,12 @@ POINT_MODELS = {
     "sequential": ("seq_denoiser", "seq_regressor"),
     "joint_occ": ("joint_occ",),
     "sequential_occ": ("seq_denoiser_dose", "seq_regressor_occ"),
+    "contour": ("contour",),
+    "sequential_contour": ("seq_contour_denoiser", "seq_contour_regressor"),
 }
-DEFAULT_POINT_MODEL = "joint"
+#: Side (pixels) of the slice each point model reads (the contour networks draw at twice that).
+MODEL_INPUT_SIZE = {name: 256 if "contour" in name else 128 for name in POINT_MODELS}
+DEFAULT_POINT_MODEL = "contour"
 #: The smallest share of a slice its body (the largest region above -500 HU) may cover. The chest
 #: slices the point models learnt from are about a quarter body or more; on a slice of almost
 #: nothing the linear-head models would still put out a whole chest.
@@ -54,7 +63,8 @@ _LOADED: dict = {}
 
 
 class PointCloudPrediction(NamedTuple):
-    """``points``: (N, 3) world mm (z, y, x); ``denoised``: the 128 x 128 denoised slice in HU;
+    """``points``: (N, 3) world mm (z, y, x); ``denoised``: the denoised slice in HU (128 x 128 for the
+    design's networks, 512 x 512 for the contour networks);
     ``device``: where the networks ran (``"cpu"`` after a GPU ran out of memory)."""
 
     points: np.ndarray
@@ -186,7 +196,7 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
         The dose fraction of the scan (0.25 for 25 %). The point models were trained on all four
         dose levels together; ``joint_occ`` and the denoiser of ``sequential_occ`` take it as an
         input, the others ignore it (it is checked all the same).
-    model : {"joint", "joint_fold", "sequential", "joint_occ", "sequential_occ"}
+    model : {"contour", "sequential_contour", "joint", "joint_fold", "sequential", "joint_occ", "sequential_occ"}
     device : {"auto", "cuda", "mps", "cpu"}
         As :func:`napari_jointrecon.denoise`; a GPU out of memory falls back to the CPU.
     spacing : (dy, dx) in mm, optional
@@ -196,14 +206,16 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
         CTVolume stored otherwise (a NIfTI file in RAS order, transposed slices, slices from head to
         feet) is turned to it for the networks, and the points and the denoised slice are turned back.
     seed : int
-        Which training seed's weights to use (0, 1 or 2).
+        Which training seed's weights to use (0, 1 or 2 for the design's networks; the contour
+        networks have seed 0).
 
     Returns
     -------
     PointCloudPrediction
         ``points`` (1000, 3) in world millimetres, z y x (napari's order); for a bare 2D slice, the
         slice's own frame: pixel (0, 0) at y = x = 0 and the slice at z = 0. ``denoised``: the
-        128 x 128 denoised slice in HU (pixel size = field of view / 128).
+        denoised slice in HU, 128 x 128 for the design's networks, 512 x 512 for the contour
+        networks, across the field of view.
     """
 
     from .inference import select_device
@@ -248,8 +260,16 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     nets = load_point_model(model, seed)
     ext = frame.half_extent_mm
     model_ext = np.array([ext[0], ext[2], ext[1]]) if orient.transpose else ext  # by the model's axes
-    x = (downsample(_to_model(img, orient))[None, None] + 1000.0) / 2000.0
-    den, pts, used = _run_on(nets, x, select_device(device), extents=[model_ext], dose=[dose])
+    if MODEL_INPUT_SIZE[model] == 128:  # the design's networks
+        x = (downsample(_to_model(img, orient), MODEL_INPUT_SIZE[model])[None, None] + 1000.0) / 2000.0
+        den, pts, used = _run_on(nets, x, select_device(device), extents=[model_ext], dose=[dose])
+    else:  # the contour networks: read at 256, draw at 512
+        import torch
+
+        from .models.contour import to_sizes
+
+        x, full = to_sizes((torch.from_numpy(_to_model(img, orient))[None, None] + 1000.0) / 2000.0)
+        den, pts, used = _run_on(nets, x, select_device(device), extents=[model_ext], dose=[dose], full=full)
     normalised = _points_from_model(pts[0].double().cpu().numpy(), orient)
     points = frame.normalised_to_world(normalised, ct)
     denoised = _from_model(den[0, 0].cpu().numpy(), orient) * 2000.0 - 1000.0
@@ -274,7 +294,12 @@ def _run_on(nets: dict, x, dev: str, **kwargs):
             net.to("cpu")
 
 
-def _run_device(nets: dict, x, dev: str, **kwargs):
+def _run_device(nets: dict, x, dev: str, full=None, **kwargs):
+    nets = {key: net.to(dev) for key, net in nets.items()}
+    if full is not None:
+        from .models.contour import run_contour
+
+        return run_contour(nets, x.to(dev), full.to(dev), **kwargs)
     from .models.joint import run
 
-    return run({key: net.to(dev) for key, net in nets.items()}, x.to(dev), **kwargs)
+    return run(nets, x.to(dev), **kwargs)

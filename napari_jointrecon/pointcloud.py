@@ -273,7 +273,7 @@ def spread_points(points: np.ndarray, n: int, *, iterations: int = 10) -> np.nda
 
 
 def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int = 0,
-                     pool_factor: int = 20) -> np.ndarray:
+                     pool_factor: int = 20, spread_in: str = "normalised") -> np.ndarray:
     """``n`` points on the 0.5 iso-surface of a slab occupancy ``(planes, rows, cols)``, normalised.
 
     Plane ``i`` lies at normalised z = -1 + 2 i / (planes - 1); pixel ``(r, c)`` at the normalised
@@ -283,8 +283,13 @@ def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int
     slab and a 500 mm field of view) and thinned to ``n`` by :func:`spread_points` in the normalised
     frame, the frame the Chamfer distance is measured in: there z is stretched about 31 times
     against y and x (8 mm against 250 mm per unit), so in millimetres the points lie closer together
-    along z than across.
+    along z than across. ``spread_in="mm"`` thins them in millimetres instead: evenly spread on the
+    surface as drawn, which lowers the mean surface distance in mm (the contour networks' sampler;
+    on the validation slabs the true occupancy's 2.05 mm became 1.75 mm, the extrusion's 3.21 mm
+    2.94 mm) and raises the normalised Chamfer.
     """
+    if spread_in not in ("normalised", "mm"):
+        raise ValueError(f"spread_in must be 'normalised' or 'mm', got {spread_in!r}")
     from skimage.measure import marching_cubes
 
     prob = np.asarray(prob, dtype=np.float32)
@@ -310,6 +315,8 @@ def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int
     norm[:, 0] = idx[:, 0] * unit[0] - 1.0
     norm[:, 1] = (idx[:, 1] - (rows - 1) / 2) / (rows / 2)
     norm[:, 2] = (idx[:, 2] - (cols - 1) / 2) / (cols / 2)
+    if spread_in == "mm":
+        return spread_points(norm * ext, n) / ext
     return spread_points(norm, n)
 
 

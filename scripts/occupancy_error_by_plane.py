@@ -4,7 +4,7 @@
 
 For the chest slabs of a split (``POINT_SPLITS`` in ``napari_jointrecon/training/joint.py``), the
 model's occupancy (9 planes, 2 mm apart; plane 4 is the input slice) is compared with the true one
-(:func:`napari_jointrecon.training.joint.occupancy_plane_errors`): the fraction of misclassified
+(:func:`napari_jointrecon.training.joint_eval.occupancy_plane_errors`): the fraction of misclassified
 pixels per plane, and the Chamfer distance of the model's points when some of its planes are
 replaced by the true ones. The true occupancy's own Chamfer is the level a perfect occupancy
 reaches through the same point sampler.
@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from napari_jointrecon.joint import load_point_model
-    from napari_jointrecon.training.joint import JointData, occupancy_plane_errors
+    from napari_jointrecon.training.joint import JointData
+    from napari_jointrecon.training.joint_eval import occupancy_plane_errors
 
     data = JointData.build(args.split)
     err = occupancy_plane_errors(load_point_model(args.model, args.seed), data, args.dose / 100)

@@ -1,10 +1,13 @@
-"""Picture of a predicted point cloud against the reference surface (chest test slab).
+"""Picture of predicted point clouds against the reference surface and the extrusion baseline.
 
-    python scripts/plot_point_cloud.py [--slice 70] [--dose 25] [--out docs/images/point_cloud_chest.png]
+    python scripts/plot_point_cloud.py [--series ct-series/ge-lightspeedplus-STANDARD-chest] [--slice 18]
+        [--dose 25] [--models contour joint_occ joint] [--out docs/images/point_cloud_heldout.png]
 
-Three views (axial, coronal, sagittal projections) of the reference cloud (10,000 points of the
--500 HU surface in the 16 mm slab) and the predictions of the joint model, its deformation-decoder
-variant and the sequential baseline, all in world millimetres, with each one's Chamfer distance.
+Rows: the extrusion baseline (the low-dose slice's -500 HU contour copied through the slab, no
+network) and each model; columns: axial, coronal and sagittal projections, in world millimetres, of
+the reference cloud (10,000 points of the -500 HU surface in the 16 mm slab of the full-dose
+volume) and the 1000-point cloud, with each one's mean surface distance. The default series is a
+held-out (test) patient; the low dose comes from the project's dose simulation (seed 1234).
 """
 
 from __future__ import annotations
@@ -19,49 +22,56 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--slice", type=int, default=70, help="volume slice (point-cloud test slabs: 64-76)")
+    parser.add_argument("--series", default="ct-series/ge-lightspeedplus-STANDARD-chest",
+                        help="folder under the shared data (default: a held-out patient's chest)")
+    parser.add_argument("--slice", type=int, default=18, help="volume slice, the slab's centre")
     parser.add_argument("--dose", type=float, default=25.0, help="percent")
-    parser.add_argument("--out", default=str(REPO / "docs" / "images" / "point_cloud_chest.png"))
+    parser.add_argument("--models", nargs="+", default=["contour", "joint_occ", "joint"])
+    parser.add_argument("--out", default=str(REPO / "docs" / "images" / "point_cloud_heldout.png"))
     args = parser.parse_args(argv)
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     import napari_jointrecon as nj
-    from napari_jointrecon.pointcloud import point_metrics, slab_frame
+    from napari_jointrecon.pointcloud import _nearest_distances_mm
+    from napari_jointrecon.training.points_eval import extrusion_cloud
 
     shared = Path(os.environ.get("JOINTRECON_SHARED_DATA", REPO.parent / "shared" / "data"))
-    chest = nj.load_ct(shared / "chest-ct-dicom")
-    low = nj.simulate_low_dose(chest, args.dose / 100, seed=1234)
+    ct = nj.load_ct(shared / args.series)
     k = args.slice
-    ref = nj.reference_point_cloud(chest, k, 10000)
-    frame = slab_frame(chest, k)
-    models = ("joint_occ", "joint", "sequential_occ", "sequential", "joint_fold")
-    preds = {m: nj.predict_point_cloud(low, slice_index=k, dose=args.dose / 100, model=m) for m in models}
-    fig, axes = plt.subplots(len(models), 3, figsize=(13, 4 * len(models)))
+    hu = ct.hu.copy()
+    lo, hi = max(k - 1, 0), min(k + 2, ct.shape[0])
+    hu[lo:hi] = nj.simulate_low_dose(ct.hu[lo:hi], args.dose / 100, seed=1234, spacing=ct.spacing)
+    low = ct.with_hu(hu)
+    ref = nj.reference_point_cloud(ct, k, 10000)
+    clouds = {"extrusion (no network)": extrusion_cloud(ct, k, low.hu[k])}
+    for m in args.models:
+        clouds[m] = nj.predict_point_cloud(low, slice_index=k, dose=args.dose / 100, model=m).points
+    fig, axes = plt.subplots(len(clouds), 3, figsize=(13, 3.6 * len(clouds)), squeeze=False)
     views = [("axial (y vs x)", 2, 1), ("coronal (z vs x)", 2, 0), ("sagittal (z vs y)", 1, 0)]
-    for row, m in enumerate(models):
-        pts = preds[m].points
-        score = point_metrics(frame.world_to_normalised(pts, chest), frame.world_to_normalised(ref, chest), frame)
+    for row, (name, pts) in enumerate(clouds.items()):
+        d_pr, d_rp = _nearest_distances_mm(pts, ref)
+        msd = 0.5 * (d_pr.mean() + d_rp.mean())
         for col, (title, a, b) in enumerate(views):
             ax = axes[row, col]
             ax.scatter(ref[:, a], ref[:, b], s=0.3, c="#3fa9f5", alpha=0.4, label="reference (-500 HU surface)")
-            ax.scatter(pts[:, a], pts[:, b], s=2, c="#ff7f0e", label=f"{m} prediction")
-            ax.set_title(f"{m}: {title}" + (f"\nChamfer {score['chamfer']:.4f}, {score['chamfer_mm']:.1f} mm, "
-                                             f"F@5% {score['f5']:.2f}" if col == 0 else ""))
+            ax.scatter(pts[:, a], pts[:, b], s=2, c="#ff7f0e", label=f"{name} (1000 points)")
+            ax.set_title(f"{name}: {title}" + (f"\nmean surface distance {msd:.2f} mm" if col == 0 else ""))
             ax.set_xlabel("xyz"[::-1][a] + " (mm)")
             ax.set_ylabel("xyz"[::-1][b] + " (mm)")
             if b == 1:
                 ax.invert_yaxis()
             if b != 0:
                 ax.set_aspect("equal")
-            if row == 0 and col == 0:
-                ax.legend(loc="lower left", fontsize=8, markerscale=4)
-    fig.suptitle(f"chest slice {k} at {args.dose:g} % dose: predicted clouds (1000 points) vs reference "
-                 f"(16 mm slab), world mm")
-    fig.tight_layout(rect=(0, 0, 1, 0.985))  # room for the title above the first row
+            if col == 0:
+                ax.legend(loc="lower left", fontsize=7, markerscale=4)
+    fig.suptitle(f"{args.series} (patient never trained on), slice {k} at {args.dose:g} % dose: "
+                 "1000-point clouds vs the reference (16 mm slab), world mm")
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}")

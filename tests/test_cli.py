@@ -109,5 +109,8 @@ def test_models_lists_denoisers_and_point_models(capsys):
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "* unet" in out and "* joint " in out
+    from napari_jointrecon.joint import DEFAULT_POINT_MODEL
+
+    assert "* unet" in out and f"* {DEFAULT_POINT_MODEL} " in out
     assert all(f" {name} " in out for name in POINT_MODELS) and " mm" in out
+    assert "no network" in out  # the extrusion baseline beside the models

@@ -169,6 +169,22 @@ def test_tiny_training_run_resumes_and_exports(shipped, tiny_series):
     assert "diffusion" in [c["name"] for c in registry.list_models()]
 
 
+def test_a_stop_file_ends_a_diffusion_run_resumably(tmp_path, tiny_series):
+    from napari_jointrecon.training.diffusion import DiffusionConfig, train_diffusion
+    from napari_jointrecon.training.train import STOP_FILE
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / STOP_FILE).touch()  # there from the start: the run stops after its first step
+    first = train_diffusion(run, config=DiffusionConfig(**TINY), caches=tiny_series)
+    assert first["stopped_early"] and first["steps_done"] == 1 and first["steps"] == 6
+    assert not (run / STOP_FILE).exists() and "stop requested at step 1/6" in (run / "train.log").read_text()
+    done = train_diffusion(run, config=DiffusionConfig(**TINY), caches=tiny_series)
+    assert not done["stopped_early"] and done["steps_done"] == 6
+    assert [h["step"] for h in done["history"]] == [1, 3, 6]  # validated where it stopped, too
+    assert (run / "best.pt").exists()
+
+
 # inference: nj.denoise_with_uncertainty ----------------------------------------------------------------------
 
 def test_uncertainty_has_the_input_shape_is_nonnegative_and_seeded(shipped):

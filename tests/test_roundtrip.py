@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 import napari_jointrecon as nj
+import napari_jointrecon.io.write  # noqa: F401  (nj.io.write below, whichever tests ran before)
 from napari_jointrecon.phantom import make_thorax_phantom
 
 from conftest import SAMPLE_DATA

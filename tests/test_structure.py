@@ -64,5 +64,6 @@ def test_no_import_circle():
 
 def test_inference_does_not_import_training():
     graph = _graph()
-    for name in ("napari_jointrecon.joint", "napari_jointrecon.inference", "napari_jointrecon.models.joint"):
+    for name in ("napari_jointrecon.joint", "napari_jointrecon.inference", "napari_jointrecon.models.joint",
+                 "napari_jointrecon.models.contour"):
         assert not {d for d in graph[name] if ".training" in d}, name

@@ -134,3 +134,11 @@ def test_a_stop_file_ends_the_run_resumably(tmp_path, tiny_series):
     done = train("nafnet_anatomy", run, config=cfg, caches=tiny_series)
     assert not done["stopped_early"] and done["steps"] == done["planned_steps"] == 12
     assert [h["step"] for h in done["history"]][-1] == 12
+    # the committed checkpoint's card comes from the checkpoint itself; hand-written fields stay
+    from napari_jointrecon.training.train import write_checkpoint_card
+
+    (tmp_path / "nafnet_anatomy.json").write_text(json.dumps({"what": "written by hand", "step": 0}))
+    card = json.loads(write_checkpoint_card("nafnet_anatomy", run / "checkpoint.pt", cards_dir=tmp_path).read_text())
+    assert card["what"] == "written by hand" and card["step"] == 12 and card["planned_steps"] == 12
+    assert card["checkpoint"] == "checkpoint.pt" and card["validation_curve"] == done["history"]
+    assert card["config"]["steps"] == 6 and card["best_step"] in [h["step"] for h in done["history"]]

@@ -209,7 +209,11 @@ KINDS = ("joint", "joint_fold", "seq_denoiser", "seq_regressor", "joint_occ", "s
          "seq_regressor_occ")
 
 
-def build_model(kind: str) -> JointNet:
+def build_model(kind: str) -> nn.Module:
+    from .contour import CONTOUR_KINDS, build_contour
+
+    if kind in CONTOUR_KINDS:
+        return build_contour(kind)
     if kind == "joint":
         return JointNet(head="linear")
     if kind == "joint_fold":
@@ -228,11 +232,15 @@ def build_model(kind: str) -> JointNet:
 
 
 def downsample(hu: np.ndarray | torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
-    """``(..., H, W)`` -> ``(..., size, size)`` by area averaging (4x4 means for 512 x 512)."""
+    """``(..., H, W)`` -> ``(..., size, size)`` by area averaging (4x4 means for 512 x 512); a
+    smaller image is enlarged bilinearly."""
     x = torch.as_tensor(hu, dtype=torch.float32)
     lead = x.shape[:-2]
     x = x.reshape(-1, 1, *x.shape[-2:])
-    y = F.interpolate(x, size=(size, size), mode="area")
+    if min(x.shape[-2:]) >= size:
+        y = F.interpolate(x, size=(size, size), mode="area")
+    else:
+        y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return y.reshape(*lead, size, size)
 
 
@@ -245,11 +253,14 @@ def head_points(net: JointNet, out: torch.Tensor, extents=None, *, strict: bool 
     """
     if net.head_kind != "occ":
         return out
-    return occupancy_head_points(torch.sigmoid(out).cpu().numpy(), extents, strict=strict)
+    return occupancy_head_points(torch.sigmoid(out).cpu().numpy(), extents, strict=strict,
+                                 spread_in=getattr(net, "spread_in", "normalised"))
 
 
-def occupancy_head_points(prob: np.ndarray, extents=None, *, strict: bool = True) -> torch.Tensor:
-    """``(B, N_POINTS, 3)`` points from occupancies ``(B, planes, H, W)`` (:func:`head_points`)."""
+def occupancy_head_points(prob: np.ndarray, extents=None, *, strict: bool = True,
+                          spread_in: str = "normalised") -> torch.Tensor:
+    """``(B, N_POINTS, 3)`` points from occupancies ``(B, planes, H, W)`` (:func:`head_points`);
+    ``spread_in``: the frame the points are spread evenly in (:func:`~napari_jointrecon.pointcloud.occupancy_points`)."""
     from ..pointcloud import occupancy_points
 
     pts = []
@@ -258,19 +269,21 @@ def occupancy_head_points(prob: np.ndarray, extents=None, *, strict: bool = True
         if not strict and ((p > 0.5).all() or not (p > 0.5).any()):
             pts.append(np.zeros((N_POINTS, 3)))
             continue
-        pts.append(occupancy_points(p, N_POINTS, half_extent_mm=ext))
+        pts.append(occupancy_points(p, N_POINTS, half_extent_mm=ext, spread_in=spread_in))
     return torch.from_numpy(np.stack(pts)).float()
 
 
 def forward(kinds_models: dict, x: torch.Tensor, dose=None):
     """One model or the sequential pair on a batch: ``(denoised, raw point output, point network)``
     (the raw output of an occupancy head is its logits)."""
-    denoiser = next((kinds_models[k] for k in ("seq_denoiser", "seq_denoiser_dose") if k in kinds_models), None)
+    denoiser = next((kinds_models[k] for k in ("seq_denoiser", "seq_denoiser_dose", "seq_contour_denoiser")
+                     if k in kinds_models), None)
     if denoiser is None:
         den, raw = kinds_models["model"](x, dose)
         return den, raw, kinds_models["model"]
     den, _ = denoiser(x, dose)
-    regressor = next(kinds_models[k] for k in ("seq_regressor", "seq_regressor_occ") if k in kinds_models)
+    regressor = next(kinds_models[k] for k in ("seq_regressor", "seq_regressor_occ", "seq_contour_regressor")
+                     if k in kinds_models)
     return den, regressor(den)[1], regressor
 
 

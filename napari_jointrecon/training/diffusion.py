@@ -44,7 +44,7 @@ from ..models.diffusion import (SIZE_MULTIPLE, T_TRAIN_MAX, SamplerSettings, Sch
 from ..models.registry import card_path, get_spec, weights_path
 from .data import PatchSampler
 from .series import SeriesCache
-from .train import _lr, run_logger
+from .train import STOP_FILE, _lr, run_logger
 
 __all__ = ["DiffusionConfig", "DEFAULT_CONFIG", "VolumePatchSampler", "diffusion_val_set", "train_diffusion",
            "export_diffusion", "count_flops_3d"]
@@ -302,7 +302,11 @@ def train_diffusion(out_dir: str | Path, *, cache_dir: str | Path = "runs/cache"
             log(f"step {step}/{total} loss {np.mean(running) if running else float('nan'):.5f} "
                 f"{time.perf_counter() - t_start:.0f} s")
             running = []
-        if step % cfg.val_every == 0 or step >= total:
+        stop = (out / STOP_FILE).exists()  # stop cleanly: validate, checkpoint; a rerun continues the schedule
+        if stop:
+            log(f"stop requested at step {step}/{total}")
+            (out / STOP_FILE).unlink()
+        if step % cfg.val_every == 0 or step >= total or stop:
             scores = _validate(ema, val, settings, cfg.bf16)
             mean = float(np.mean(list(scores.values())))
             state["history"].append({"step": step, **scores})
@@ -316,8 +320,11 @@ def train_diffusion(out_dir: str | Path, *, cache_dir: str | Path = "runs/cache"
         elif time.perf_counter() - last_save > cfg.checkpoint_every_s:
             save_checkpoint()
             last_save = time.perf_counter()
+        if stop:
+            break
     state["elapsed"] = time.perf_counter() - t_start
     summary = {"model": NAME, "recipe": spec.recipe, "config": asdict(cfg), "steps": total,
+               "steps_done": state["step"], "stopped_early": state["step"] < total,
                "best_step": state.get("best_step"), "best_val_psnr_mean": state["best"],
                "wall_time_s": round(state["elapsed"], 1), "history": state["history"], "series": data_info,
                "skipped_steps": state.get("skipped", 0)}
@@ -375,7 +382,8 @@ def export_diffusion(run_dir: str | Path) -> Path:
             "objective": f"epsilon MSE, T = 1000 linear betas 1e-4..0.02, t drawn in 1..{T_TRAIN_MAX}",
             "patches": f"{cfg['patch']} x {cfg['patch']} in-plane, {cfg['depth']} contiguous slices "
                        f"({cfg['thin_fraction']:.0%} of batches 1-4 slices)",
-            "steps": summary["steps"],
+            "steps": summary.get("steps_done", summary["steps"]),
+            "planned_steps": summary["steps"],
             "best_step": summary["best_step"],
             "best_validation_psnr_mean_db": round(summary["best_val_psnr_mean"], 3),
             "wall_time_s": summary["wall_time_s"],

@@ -185,6 +185,26 @@ def _runtimes(names: list[str], cards: dict) -> dict[str, list[str]]:
     return out
 
 
+def heldout_points_section(*, cache_dir, when: str, log=print) -> list[str]:
+    """The point models against the extrusion baseline on held-out patients at 25 %; the results go
+    into the point models' card (``results.heldout``), where the CLI and the tests read them."""
+    from ..joint import JOINT_WEIGHTS_DIR, POINT_MODELS, point_model_card
+    from .points_eval import heldout_point_markdown, heldout_point_rows
+
+    card = point_model_card()
+    models = [m for m in POINT_MODELS if all(f"{k}_seed0.pt" in card["files"] for k in POINT_MODELS[m])]
+    results = heldout_point_rows(models, dose=0.25, cache_dir=cache_dir, log=log)
+    card.setdefault("results", {})["heldout"] = {
+        "measured_by": f"jointrecon evaluate, {when}", "dose": "25%",
+        "format": "per group (held-out patient's series, or the chest point test slabs): per cloud, the mean "
+                  "surface distance (mm) and the normalised Chamfer, one value per slab",
+        "groups": {g: {"patient": r["patient"], "slabs": [int(k) for k in r["slabs"]],
+                       "rows": {c: {m: [round(v, 5) for v in vals] for m, vals in row.items()}
+                                for c, row in r["rows"].items()}} for g, r in results.items()}}
+    (JOINT_WEIGHTS_DIR / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return heldout_point_markdown(results, dose=0.25)
+
+
 def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = "runs/cache",
              models: list[str] | None = None, log=print, update_cards: bool = True,
              row_cache: str | Path | None = "runs/eval", joint: bool = True,
@@ -275,11 +295,13 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
         f"{phantom.shape[1]} x {phantom.shape[2]} at 1 mm, Poisson noise (seed {TEST_SEED}); "
         "reference: the noise-free phantom.")
     if joint and (Path(__file__).resolve().parents[1] / "models" / "weights" / "joint" / "card.json").exists():
-        from .joint import evaluate_shipped
+        from .joint_eval import evaluate_shipped
 
         log("joint point models:")
         _, joint_lines = evaluate_shipped(cache_dir=cache_dir, log=log)
         lines += joint_lines
+        log("point models on held-out patients:")
+        lines += heldout_points_section(cache_dir=cache_dir, when=when, log=log)
     lines += _cards_section(names + diffusion, cards)
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text("\n".join(lines) + "\n")

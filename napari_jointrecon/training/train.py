@@ -122,6 +122,11 @@ def _validate(model, val) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in per_dose.items()}
 
 
+def _aux_steps(recipe: str, steps: int) -> int:
+    """Steps of a recipe's auxiliary network before the main one (teacher, tissue network)."""
+    return {"teacher_student": min(steps // 4, 500), "anatomy": min(300, steps)}.get(recipe, 0)
+
+
 def _lr(step: int, total: int, base: float, warmup: int = 100) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to 2 % of ``base``."""
     warm = min(1.0, (step + 1) / warmup)
@@ -192,7 +197,7 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
         from ..models.cncl import PatchDiscriminator
 
         aux["disc"] = PatchDiscriminator()
-    aux_steps = {"teacher_student": min(cfg.steps // 4, 500), "anatomy": min(300, cfg.steps)}.get(spec.recipe, 0)
+    aux_steps = _aux_steps(spec.recipe, cfg.steps)
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     aux_opt = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr if k != "disc" else 2e-4,
@@ -366,3 +371,34 @@ def train(name: str, out_dir: str | Path, *, cache_dir: str | Path = "runs/cache
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log(f"done: best validation PSNR {state['best']:.2f} at step {state.get('best_step')}")
     return summary
+
+
+def write_checkpoint_card(name: str, checkpoint: str | Path | None = None, *,
+                          cards_dir: str | Path = COMMITTED_CHECKPOINTS) -> Path:
+    """``checkpoints/NAME.json``: the committed checkpoint's card, refreshed from the checkpoint itself
+    (step, best step, wall time, planned steps, configuration, validation curve). Fields written by
+    hand (what it is, the shipped weights, test results) are kept.
+
+    Every trainer here (``train``, the diffusion and the contour point trainers) stores its progress
+    as ``state`` (``step``, ``elapsed``, ``history``, ``best_step``) and its ``config``.
+    """
+    path = Path(checkpoint) if checkpoint else COMMITTED_CHECKPOINTS / f"{name}.pt"
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    state, config = ck["state"], ck.get("config", {})
+    card_path = Path(cards_dir) / f"{name}.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    from ..models.registry import get_spec
+
+    try:  # the registry's models: their recipe's auxiliary steps come first
+        aux = _aux_steps(get_spec(name).recipe, config["steps"])
+    except (KeyError, ValueError):  # the point networks are not in the registry
+        aux = 0
+    # main steps: planned from a time budget where the run had one, else the configured ones
+    planned = state.get("main_steps") or config.get("steps")
+    planned = planned + aux if planned is not None else None
+    card.update({"checkpoint": path.name, "step": state["step"], "planned_steps": planned,
+                 "best_step": state.get("best_step"), "wall_time_s": round(float(state.get("elapsed", 0.0)), 1),
+                 "config": config, "validation_curve": state.get("history", [])})
+    card.setdefault("what", f"training state of {name}; the training command resumes from it")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path

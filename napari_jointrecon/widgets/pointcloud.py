@@ -38,13 +38,14 @@ class PointCloudWidget(ThreadedWidget):
     slice_in_3d = True
     needs_volume = True
     # pandas: napari imports it for the first Points layer with features (0.3 s on the main thread)
-    preload = ("napari_jointrecon.joint", "napari_jointrecon.models.joint", "napari_jointrecon.inference",
+    preload = ("napari_jointrecon.joint", "napari_jointrecon.models.joint",
+               "napari_jointrecon.models.contour", "napari_jointrecon.inference",
                "scipy.ndimage", "skimage.measure", "pandas")
     preload_torch = True
     loading_text = "Loading the point models in the background ... the form can be set meanwhile."
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
-        from ..joint import POINT_MODELS
+        from ..joint import DEFAULT_POINT_MODEL, POINT_MODELS
 
         super().__init__(napari_viewer)
         self._hidden: list = []  # CT layers hidden while their slice shows as a plane in 3D
@@ -52,8 +53,8 @@ class PointCloudWidget(ThreadedWidget):
         self.layer_box = ComboBox(label="CT", choices=self._choices, nullable=True)
         self.dose_box = ComboBox(label="Dose", choices=[(f"{d * 100:g} %", d) for d in DOSE_LEVELS] + [("100 %", 1.0)],
                                  value=0.25)
-        # preselected: the most accurate point model (docs/RESULTS.md); the API default stays the design's
-        self.model_box = ComboBox(label="Model", choices=list(POINT_MODELS), value="joint_occ")
+        # preselected: the most accurate point model on held-out patients (docs/RESULTS.md), as in the API
+        self.model_box = ComboBox(label="Model", choices=list(POINT_MODELS), value=DEFAULT_POINT_MODEL)
         self.view_box = ComboBox(label="Volume as", value="plane",
                                  choices=[("the slice as a plane", "plane"), ("a rendering (MIP)", "mip")])
         self.reference_check = CheckBox(text="Reference cloud (-500 HU surface)", value=True)

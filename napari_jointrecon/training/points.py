@@ -1,0 +1,453 @@
+"""Training of the contour point networks (:mod:`napari_jointrecon.models.contour`) across patients.
+
+Data: every chest and abdomen series of ``series.PATIENT_SPLIT`` whose slices are at least
+``INPUT_SIZE`` pixels (the two torso volumes are 101 x 122 and 126 x 120 crops, and the head series
+is neither chest nor abdomen), split by patient as the denoisers are. The chest series
+``chest-ct-dicom`` is a training series, but its point-cloud test slabs (centres 64-76, the
+:data:`~napari_jointrecon.training.joint.POINT_SPLITS` test of the design's networks) and 10 mm
+beyond their targets stay out of training: centres 55-85 are never trained on.
+
+Each slab (centre slice ``k``, every slice whose 16 mm slab lies inside its series) gives:
+
+* the full-dose slice and its unit noise (the series' textured noise of
+  :func:`~napari_jointrecon.training.series.build_series_caches` with ``stride=1``) at 512 x 512
+  (``OUTPUT_SIZE``); a dose ``a`` adds ``sqrt((1 - a) / a)`` times the noise; the network reads
+  them area-averaged 2x;
+* the occupancy target at 512 x 512: ``N_PLANES`` planes 2 mm apart across the slab, the HU linearly
+  interpolated between the series' slices (as marching cubes interpolates), thresholded at
+  -500 HU, the body's largest connected region kept (as the reference surface keeps it).
+
+All slices are turned to the orientation the point models read (:func:`napari_jointrecon.joint._to_model`,
+slabs from feet to head). Augmentation: left-right mirroring, the sign of the noise, random crops
+of ``crop`` pixels of the network's 256 (``2 crop`` of the 512); doses 10/25/50/70 % (one time in
+five uniform in 5-100 %). Loss: the normalised MSE of the denoised slice (area-averaged to 256)
+plus the binary cross-entropy of the occupancy logits at 512.
+
+Validation (model selection): the validation patients' slabs at 25 %: the mean surface distance in
+mm (mean nearest-neighbour distance in each direction, averaged) of 1000 points from the predicted
+occupancy (spread evenly in mm, as the product draws them) against 10,000 reference points of the
+true slab surface, and the PSNR of the denoised slice (area-averaged to 256 x 256).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..dose import DOSE_LEVELS
+from ..models.contour import N_PLANES, OUTPUT_SIZE, build_contour
+from ..pointcloud import (EVAL_POINTS, LEVEL_HU, SLAB_MM, SlabFrame, _largest_region, chamfer_distance,
+                          occupancy_points, slab_bounds, surface_points)
+from .joint import normalised_mse
+from .series import PATIENT_SPLIT, build_series_caches
+from .train import STOP_FILE, _lr, run_logger
+
+__all__ = ["POINT_SERIES", "CHEST_TEST_CENTRES", "PointSlabs", "PointConfig", "build_point_slabs", "plane_targets",
+           "train_points", "surface_distance_mm", "DEFAULT_POINT_CONFIG"]
+
+#: Series of the point data (chest and abdomen, at least 256 x 256).
+POINT_SERIES = tuple(s for s in PATIENT_SPLIT if s.startswith(("chest-ct-dicom", "ct-series/")) and "head" not in s)
+#: The chest series' point-cloud test slabs, and the centres kept out of training around them.
+CHEST_TEST_CENTRES = tuple(range(64, 77))
+CHEST_EXCLUDED = range(55, 86)
+#: Validation slabs per validation series (spread over the series).
+VAL_SLABS = 6
+
+
+def plane_offsets_mm() -> np.ndarray:
+    return np.linspace(-SLAB_MM / 2, SLAB_MM / 2, N_PLANES)
+
+
+def plane_targets(hu: np.ndarray, spacing_z: float, centre: int) -> np.ndarray:
+    """``(N_PLANES, H, W)`` body occupancy (0/1) of the slab around ``centre`` at full resolution."""
+    slab_bounds(hu.shape[0], centre, spacing_z)  # a clear error where the slab leaves the volume
+    planes = []
+    for off in plane_offsets_mm():
+        f = centre + off / spacing_z
+        i0 = min(int(math.floor(f)), hu.shape[0] - 1)
+        w = f - i0
+        img = hu[i0].astype(np.float32)
+        if w > 1e-6:
+            img = (1 - w) * img + w * hu[i0 + 1].astype(np.float32)
+        planes.append(img)
+    inside = np.stack(planes) > LEVEL_HU
+    body = _largest_region(inside)
+    if body is None:
+        raise ValueError(f"no body in the slab around slice {centre}")
+    return body
+
+
+def _resize(a: np.ndarray, size: int = OUTPUT_SIZE) -> np.ndarray:
+    """``(..., H, W)`` -> ``(..., size, size)``: unchanged at that size, else area averaging
+    (larger) or bilinear (smaller)."""
+    if a.shape[-2:] == (size, size):
+        return np.asarray(a, dtype=np.float32)
+    t = torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
+    lead = t.shape[:-2]
+    t = t.reshape(-1, 1, *t.shape[-2:])
+    mode = dict(mode="area") if min(t.shape[-2:]) >= size else dict(mode="bilinear", align_corners=False)
+    t = F.interpolate(t, size=(size, size), **mode)
+    return t.reshape(*lead, size, size).numpy()
+
+
+@dataclass
+class PointSlabs:
+    """One split's slabs, in the point models' orientation (module docstring)."""
+
+    clean: np.ndarray          # (n, 512, 512) float32 HU
+    noise: np.ndarray          # (n, 512, 512) float16 HU, unit (full-dose level) noise
+    occupancy: np.ndarray      # (n, N_PLANES, 512, 512) uint8, 255 = inside
+    series: list[str]
+    centres: list[int]
+    half_extent_mm: np.ndarray  # (n, 3)
+    reference: np.ndarray | None = None  # (n, EVAL_POINTS, 3) normalised, validation only
+
+    def low(self, i: int, dose: float, sign: float = 1.0) -> np.ndarray:
+        return self.clean[i] + sign * math.sqrt((1 - dose) / dose) * self.noise[i].astype(np.float32)
+
+
+def _oriented(rel: str):
+    """The series' volume (for its geometry), its orientation against the one the point models read,
+    and the function that turns a slice to it."""
+    from ..io import load_ct
+    from ..joint import _orientation, _to_model
+    from .data import shared_data_dir
+
+    vol = load_ct(shared_data_dir() / rel)
+    return vol, _orientation(vol.direction), _to_model
+
+
+def build_point_slabs(split: str, *, cache_dir: str | Path = "runs/cache", out_dir: str | Path = "runs/points_data512",
+                      log=print) -> PointSlabs:
+    """The slabs of a split (``"train"``, ``"val"``, ``"test"`` or ``"chest_test"``), cached on disk."""
+    path = Path(out_dir) / f"{split}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return PointSlabs(z["clean"], z["noise"], z["occupancy"], z["series"].tolist(), z["centres"].tolist(),
+                              z["half_extent_mm"], z["reference"] if "reference" in z else None)
+    which = "train" if split == "chest_test" else split
+    names = [s for s in POINT_SERIES if PATIENT_SPLIT[s][1] == which]
+    if split == "chest_test":
+        names = ["chest-ct-dicom"]
+    caches = build_series_caches(cache_dir, splits=(which,), stride=1, log=log)
+    clean, noise, occ, series, centres, ext, refs = [], [], [], [], [], [], []
+    t0 = time.perf_counter()
+    for rel in names:
+        cache = caches[rel]
+        vol, orient, to_model = _oriented(rel)
+        if vol.shape[1] < OUTPUT_SIZE // 2 or vol.shape[2] < OUTPUT_SIZE // 2:
+            continue
+        hu = np.stack([to_model(s, orient) for s in cache.clean])
+        nz = np.stack([to_model(s.astype(np.float32), orient) for s in cache.noise])
+        if orient.flip_z:
+            hu, nz = hu[::-1].copy(), nz[::-1].copy()
+        sz = float(vol.spacing[0])
+        half = int(math.ceil(SLAB_MM / 2 / sz - 1e-6))
+        spacing = (sz, float(vol.spacing[2 if orient.transpose else 1]), float(vol.spacing[1 if orient.transpose else 2]))
+        valid = list(range(half, hu.shape[0] - half))
+        if split == "chest_test":
+            ks = list(CHEST_TEST_CENTRES)
+        elif which == "train":
+            ks = [k for k in valid if not (rel == "chest-ct-dicom" and k in CHEST_EXCLUDED)]
+        else:
+            ks = sorted(set(np.linspace(valid[0], valid[-1], VAL_SLABS if which == "val" else 10).round().astype(int)))
+        for k in ks:
+            body = plane_targets(hu, sz, k)
+            clean.append(_resize(hu[k]))
+            noise.append(_resize(nz[k]).astype(np.float16))
+            occ.append(np.round(_resize(body.astype(np.float32)) * 255).astype(np.uint8))
+            frame = SlabFrame(float(k), hu.shape[1], hu.shape[2], spacing)
+            ext.append(frame.half_extent_mm)
+            series.append(rel)
+            centres.append(k)
+            if which != "train" or split == "chest_test":
+                refs.append(surface_points(hu, spacing, k, EVAL_POINTS, seed=k))
+        log(f"point slabs {split}: {rel} {len(ks)} slabs ({time.perf_counter() - t0:.0f} s)")
+    data = PointSlabs(np.stack(clean), np.stack(noise), np.stack(occ), series, centres, np.stack(ext),
+                      np.stack(refs).astype(np.float32) if refs else None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {} if data.reference is None else {"reference": data.reference}
+    np.savez(path, clean=data.clean, noise=data.noise, occupancy=data.occupancy, series=np.array(series),
+             centres=np.array(centres), half_extent_mm=data.half_extent_mm, **extra)
+    return data
+
+
+def surface_distance_mm(pred: np.ndarray, ref: np.ndarray, half_extent_mm) -> float:
+    """Mean surface distance in mm (nearest-neighbour distances, mean per direction, averaged) of
+    two normalised point sets."""
+    return 0.5 * float(chamfer_distance(pred, ref, squared=False, scale=half_extent_mm)[0])
+
+
+@dataclass
+class PointConfig:
+    steps: int = 3000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    val_every: int = 250
+    checkpoint_every_s: float = 300.0
+    threads: int = 2
+
+
+DEFAULT_POINT_CONFIG = PointConfig()
+_M = lambda hu: (torch.as_tensor(hu, dtype=torch.float32) + 1000.0) / 2000.0  # noqa: E731
+
+
+def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, full_dose: bool):
+    """``(x at 256-scale, x at full size, clean at 256-scale, occupancy at full size, doses)`` crops."""
+    fulls, cleans, occs, doses = [], [], [], []
+    n = data.clean.shape[0]
+    c = 2 * cfg.crop
+    for _ in range(cfg.batch):
+        i = int(rng.integers(n))
+        if full_dose:
+            dose, low = 1.0, data.clean[i]
+        else:
+            dose = float(rng.choice(DOSE_LEVELS)) if rng.random() >= 0.2 else float(rng.uniform(0.05, 1.0))
+            low = data.low(i, dose, 1.0 if rng.integers(2) else -1.0) if dose < 1.0 else data.clean[i]
+        y0, x0 = (2 * int(rng.integers((OUTPUT_SIZE - c) // 2 + 1)) for _ in range(2))
+        sl = np.s_[y0:y0 + c, x0:x0 + c]
+        low, clean, occ = low[sl], data.clean[i][sl], data.occupancy[i][:, y0:y0 + c, x0:x0 + c]
+        if rng.integers(2):  # left-right mirror
+            low, clean, occ = low[:, ::-1], clean[:, ::-1], occ[:, :, ::-1]
+        fulls.append(np.ascontiguousarray(low))
+        cleans.append(np.ascontiguousarray(clean))
+        occs.append(np.ascontiguousarray(occ))
+        doses.append(dose)
+    full = _M(np.stack(fulls))[:, None]
+    clean = F.avg_pool2d(_M(np.stack(cleans))[:, None], 2)
+    occ_t = torch.from_numpy(np.stack(occs)).float() / 255.0
+    return F.avg_pool2d(full, 2), full, clean, occ_t, torch.tensor(doses)
+
+
+@torch.no_grad()
+def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, full_dose_input: bool = False):
+    """Denoised slices (model scale, area-averaged to 256) and occupancy probabilities (512) of every
+    slab at ``dose``."""
+    from ..models.contour import contour_forward
+
+    dens, probs = [], []
+    for i in range(0, len(data.centres), 4):
+        idx = range(i, min(i + 4, len(data.centres)))
+        full = _M(np.stack([data.clean[j] if full_dose_input else data.low(j, dose) for j in idx]))[:, None]
+        x = F.avg_pool2d(full, 2)
+        d = torch.full((x.shape[0],), float(dose))
+        if set(nets) == {"model"} and nets["model"].points is None:  # a denoiser alone
+            den, logits = nets["model"](x, d, full=full)
+        elif set(nets) == {"model"} and not nets["model"].dose_input:  # a regressor alone
+            den, logits = full, nets["model"](x, full=full)[1]
+        else:
+            den, logits = contour_forward(nets, x, full, d)
+        dens.append(F.avg_pool2d(den, 2))
+        probs.append(torch.sigmoid(logits) if logits is not None else None)
+    return torch.cat(dens), (torch.cat(probs) if probs[0] is not None else None)
+
+
+def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, float]:
+    """Mean surface distance (mm) and PSNR at 256 x 256 of ``nets`` on ``data`` at ``dose``."""
+    from .train import psnr_model_scale
+
+    for net in nets.values():
+        net.eval()
+    den, prob = predict_slabs(nets, data, dose)
+    out = {"psnr": psnr_model_scale(den, F.avg_pool2d(_M(data.clean)[:, None], 2))}
+    if prob is not None:
+        dists = []
+        for i in range(prob.shape[0]):
+            p = prob[i].numpy()
+            if not (p > 0.5).any() or (p > 0.5).all():
+                dists.append(float("inf"))
+                continue
+            pts = occupancy_points(p, 1000, half_extent_mm=data.half_extent_mm[i], spread_in="mm")
+            dists.append(surface_distance_mm(pts, data.reference[i], data.half_extent_mm[i]))
+        out["msd_mm"] = float(np.mean(dists))
+    for net in nets.values():
+        net.train()
+    return out
+
+
+def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None = None, cache_dir="runs/cache",
+                 denoiser: str | Path | None = None, log=None) -> dict:
+    """Train one contour kind; resumable from ``out_dir/checkpoint.pt``; the best validation step's
+    weights go to ``out_dir/best.pt`` and a summary to ``out_dir/summary.json``.
+
+    ``kind``: ``"contour"`` (joint: normalised MSE + cross-entropy), ``"seq_contour_denoiser"``
+    (normalised MSE) or ``"seq_contour_regressor"`` (cross-entropy on full-dose slices; validated
+    on the output of ``denoiser``, the trained sequential denoiser's ``best.pt``).
+    """
+    cfg = config or PointConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or run_logger(out / "train.log")
+    torch.set_num_threads(cfg.threads)
+    train = build_point_slabs("train", cache_dir=cache_dir, log=log)
+    val = build_point_slabs("val", cache_dir=cache_dir, log=log)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net = build_contour(kind)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    state = {"step": 0, "elapsed": 0.0, "history": [], "best_step": None}
+    ck = out / "checkpoint.pt"
+    if ck.exists():
+        saved = torch.load(ck, map_location="cpu", weights_only=False)
+        net.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        log(f"resumed {kind} at step {state['step']}")
+    nets = {"model": net}
+    if kind == "seq_contour_regressor":
+        if denoiser is None:
+            raise ValueError("the sequential regressor is validated on its denoiser's output: pass denoiser=")
+        den_net = build_contour("seq_contour_denoiser")
+        den_net.load_state_dict(torch.load(denoiser, map_location="cpu", weights_only=True))
+        nets = {"seq_contour_denoiser": den_net.eval(), "seq_contour_regressor": net}
+    metric = "psnr" if kind == "seq_contour_denoiser" else "msd_mm"
+
+    def better(h, best):
+        return best is None or (h[metric] > best[metric] if metric == "psnr" else h[metric] < best[metric])
+
+    def save_checkpoint():
+        tmp = ck.with_suffix(".tmp")
+        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
+                    "kind": kind}, tmp)
+        tmp.replace(ck)
+
+    net.train()
+    t_start, last_ck = time.perf_counter() - state["elapsed"], time.perf_counter()
+    while state["step"] < cfg.steps:
+        step = state["step"]
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg.steps, cfg.lr, warmup=100)
+        x, full, y, occ, dose = _sample(train, rng, cfg, full_dose=kind == "seq_contour_regressor")
+        den, logits = net(x, dose, full=full) if net.dose_input else net(x, full=full)
+        loss = torch.zeros(())
+        if den is not None:
+            loss = loss + normalised_mse(F.avg_pool2d(den, 2), y, x)
+        if logits is not None:
+            loss = loss + F.binary_cross_entropy_with_logits(logits, occ)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        state["step"] = step + 1
+        state["elapsed"] = time.perf_counter() - t_start
+        if state["step"] % 50 == 0:
+            log(f"{kind} step {state['step']}/{cfg.steps} loss {float(loss.detach()):.5f} {state['elapsed']:.0f} s")
+        if state["step"] % cfg.val_every == 0 or state["step"] == cfg.steps:
+            h = {"step": state["step"], **validate(nets, val)}
+            best = next((x for x in state["history"] if x["step"] == state["best_step"]), None)
+            state["history"].append(h)
+            if better(h, best):
+                state["best_step"] = h["step"]
+                torch.save(net.state_dict(), out / "best.pt")
+            log(f"{kind} val step {h['step']}: " + " ".join(f"{k} {v:.3f}" for k, v in h.items() if k != "step")
+                + f" (best step {state['best_step']})")
+            save_checkpoint()
+            last_ck = time.perf_counter()
+        elif time.perf_counter() - last_ck > cfg.checkpoint_every_s:
+            save_checkpoint()
+            last_ck = time.perf_counter()
+        if (out / STOP_FILE).exists():  # stop cleanly; a rerun continues the schedule
+            (out / STOP_FILE).unlink()
+            log(f"stop requested at step {state['step']}")
+            save_checkpoint()
+            break
+    summary = {"kind": kind, "config": asdict(cfg), "steps_done": state["step"], "best_step": state["best_step"],
+               "wall_time_s": round(state["elapsed"], 1), "history": state["history"],
+               "parameters": sum(p.numel() for p in net.parameters()), "train_slabs": len(train.centres),
+               "train_series": sorted(set(train.series)), "val_series": sorted(set(val.series))}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def train_contour_all(out_root: str | Path = "runs/points", *, kinds=("contour", "seq_contour_denoiser",
+                                                                     "seq_contour_regressor"),
+                      config: PointConfig | None = None, cache_dir="runs/cache") -> None:
+    """Train the kinds in order (the sequential regressor after its denoiser), each resumable: from
+    its run's checkpoint, else from the committed ``checkpoints/KIND.pt``; a finished run is skipped."""
+    import shutil
+
+    from .train import COMMITTED_CHECKPOINTS
+
+    root = Path(out_root)
+    cfg = config or PointConfig()
+    for kind in kinds:
+        out = root / kind
+        summary = out / "summary.json"
+        if summary.exists() and json.loads(summary.read_text())["steps_done"] >= cfg.steps:
+            continue
+        committed = COMMITTED_CHECKPOINTS / f"{kind}.pt"
+        if not (out / "checkpoint.pt").exists() and committed.exists():
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(committed, out / "checkpoint.pt")
+        train_points(kind, out, config=cfg, cache_dir=cache_dir,
+                     denoiser=root / "seq_contour_denoiser" / "best.pt" if kind == "seq_contour_regressor" else None)
+
+
+CONTOUR_ARCHITECTURES = {
+    "contour": "U-Net encoder of four scales at 256 x 256 (conv-BN-ReLU, widths 16/32/48/64, a dilated "
+               "convolution at 32 x 32), the dose fraction as a second input channel; a denoising decoder "
+               "(residual output, starts as the identity) and an occupancy-change decoder to 9 planes across "
+               "the slab, added to the denoised slice's own occupancy logit (HU + 500) / 100 at 512 x 512 (the "
+               "512-pixel input plus the network's correction, and the change, enlarged bilinearly); points: "
+               "0.5 iso-surface, 20,000 drawn by area, thinned to 1000 evenly in mm by farthest-point sampling "
+               "and 10 Lloyd iterations (models/contour.py)",
+    "seq_contour_denoiser": "The contour network's encoder and denoising decoder, trained alone (normalised MSE).",
+    "seq_contour_regressor": "The contour network's encoder and occupancy-change decoder without a dose input, "
+                             "trained alone (cross-entropy) on full-dose slices; at test time it reads the "
+                             "sequential denoiser's output.",
+}
+
+
+def export_contour(out_root: str | Path = "runs/points") -> Path:
+    """Copy the best weights of each trained contour kind into the package (seed 0) and record them,
+    with their training, in the point models' card."""
+    import hashlib
+
+    from ..joint import JOINT_WEIGHTS_DIR
+
+    root = Path(out_root)
+    card_file = JOINT_WEIGHTS_DIR / "card.json"
+    card = json.loads(card_file.read_text())
+    runs = card.setdefault("contour_training", {"runs": {}})
+    for kind in CONTOUR_ARCHITECTURES:
+        best = root / kind / "best.pt"
+        if not (best.exists() and (root / kind / "summary.json").exists()):  # not trained, or still training
+            continue
+        summary = json.loads((root / kind / "summary.json").read_text())
+        state = torch.load(best, map_location="cpu", weights_only=True)
+        fname = f"{kind}_seed0.pt"
+        target = JOINT_WEIGHTS_DIR / fname
+        tmp = target.with_suffix(".tmp")
+        torch.save({k: v.contiguous() for k, v in state.items()}, tmp)
+        tmp.replace(target)
+        data = target.read_bytes()
+        card["files"][fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        card["kinds"][kind] = {"architecture": CONTOUR_ARCHITECTURES[kind],
+                               "parameters": summary["parameters"]}
+        runs["runs"][fname] = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history",
+                                                       "train_slabs", "train_series", "val_series", "config")}
+    from ..joint import POINT_MODELS
+
+    for name, kinds in POINT_MODELS.items():
+        if all(f"{k}_seed0.pt" in card["files"] for k in kinds):
+            card["models"][name] = list(kinds)
+    runs["data"] = ("chest and abdomen series of the patient split (training/points.py): every slab centre of "
+                    "the training patients' series (chest-ct-dicom without centres 55-85), read at 256 x 256 "
+                    "(2x area averaging), occupancy targets at 512 x 512, doses 10/25/50/70 % (one in five uniform in 5-100 %), the series' own textured "
+                    "noise, left-right mirroring and the noise's sign, random 128-pixel crops (256 at 512); kept at the best "
+                    "validation step (mean surface distance at 25 % on the validation patients; the sequential "
+                    "denoiser at its best PSNR)")
+    runs["seeds"] = [0]
+    card_file.write_text(json.dumps(card, indent=2) + "\n")
+    return card_file
