@@ -80,8 +80,9 @@ class _Decoder(nn.Module):
 
 
 class ContourNet(nn.Module):
-    """Input ``(B, 1, H, W)`` in model scale ((HU + 1000) / 2000); returns ``(denoised or None,
-    occupancy logits (B, N_PLANES, H, W) or None)``. ``H`` and ``W`` divisible by 8."""
+    """Input ``(B, 1, H, W)`` in model scale ((HU + 1000) / 2000), ``H`` and ``W`` divisible by 8;
+    returns ``(denoised or None, occupancy logits (B, N_PLANES, H, W) or None)``, both at
+    ``2 H x 2 W`` when ``forward`` is given the slice at that size too (``full``)."""
 
     #: the point output is occupancy logits (:func:`napari_jointrecon.models.joint.head_points`),
     #: whose points are spread evenly in millimetres
