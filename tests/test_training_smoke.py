@@ -142,3 +142,4 @@ def test_a_stop_file_ends_the_run_resumably(tmp_path, tiny_series):
     assert card["what"] == "written by hand" and card["step"] == 12 and card["planned_steps"] == 12
     assert card["checkpoint"] == "checkpoint.pt" and card["validation_curve"] == done["history"]
     assert card["config"]["steps"] == 6 and card["best_step"] in [h["step"] for h in done["history"]]
+    assert card["best_validation_psnr_mean_db"] == round(done["best_val_psnr_mean"], 3)

@@ -399,6 +399,8 @@ def write_checkpoint_card(name: str, checkpoint: str | Path | None = None, *,
     card.update({"checkpoint": path.name, "step": state["step"], "planned_steps": planned,
                  "best_step": state.get("best_step"), "wall_time_s": round(float(state.get("elapsed", 0.0)), 1),
                  "config": config, "validation_curve": state.get("history", [])})
+    if isinstance(state.get("best"), float):  # the denoisers' trainers keep their best validation mean
+        card["best_validation_psnr_mean_db"] = round(state["best"], 3)
     card.setdefault("what", f"training state of {name}; the training command resumes from it")
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card_path
