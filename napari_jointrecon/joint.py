@@ -9,7 +9,7 @@ Point models (weights in ``models/weights/joint/``, one file per training seed, 
   full-dose slices;
 * ``joint_occ``: the encoder and a denoising branch with an occupancy decoder: the network
   predicts which voxels of the slab lie inside the body, and the points are taken from that
-  volume's surface (the most accurate point model; see ``docs/RESULTS.md``);
+  volume's surface (the most accurate of the design's networks; see ``docs/RESULTS.md``);
 * ``sequential_occ``: its sequential baseline (denoiser, then an occupancy regressor trained on
   full-dose slices);
 * ``contour`` (default: the most accurate on held-out patients, ``docs/RESULTS.md``): a joint
