@@ -41,7 +41,7 @@ from ..dose import DOSE_LEVELS
 from ..metrics import psnr
 from ..models.diffusion import (SIZE_MULTIPLE, T_TRAIN_MAX, SamplerSettings, Schedule, iter_sample_volume,
                                 to_diffusion)
-from ..models.registry import card_path, get_spec, weights_path
+from ..models.registry import card_path, get_spec
 from .data import PatchSampler
 from .series import SeriesCache
 from .train import STOP_FILE, _lr, run_logger
@@ -347,18 +347,11 @@ def count_flops_3d(model: torch.nn.Module, size: int = 64) -> int:
 def export_diffusion(run_dir: str | Path) -> Path:
     """Copy ``run_dir/best.pt`` into the package and write the model card (training facts, the
     sampler's settings). Measured results are added by ``jointrecon evaluate``."""
-    from .export import _series_card
+    from .export import _series_card, ship_weights
 
     run_dir = Path(run_dir)
     spec = get_spec(NAME)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
-    model = spec.build()
-    model.load_state_dict(state)
-    target = weights_path(NAME)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.contiguous() for k, v in state.items()}, target)
-    old = json.loads(card_path(NAME).read_text()) if card_path(NAME).exists() else {}
+    summary, model, target, old = ship_weights(NAME, run_dir)
     cfg = summary["config"]
     flops = count_flops_3d(model)
     card = {

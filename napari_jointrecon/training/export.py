@@ -50,6 +50,22 @@ def _series_card(card: dict, summary: dict) -> None:
     training["validation_curve"] = summary["history"]
 
 
+def ship_weights(name: str, run_dir: str | Path):
+    """Copy a run's ``best.pt`` into the package as ``name``'s weights (checked by loading them into
+    the registered network first). Returns ``(summary, model, target, old card)``: the run's summary,
+    the loaded network, the weights file and the card that was there before (or ``{}``)."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    model = get_spec(name).build()
+    model.load_state_dict(state)
+    target = weights_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.contiguous() for k, v in state.items()}, target)
+    old = json.loads(card_path(name).read_text()) if card_path(name).exists() else {}
+    return summary, model, target, old
+
+
 def export_model(name: str, run_dir: str | Path) -> Path:
     """Copy ``run_dir/best.pt`` into the package and write the model card (training facts).
 
@@ -57,14 +73,7 @@ def export_model(name: str, run_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     spec = get_spec(name)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
-    model = spec.build()
-    model.load_state_dict(state)
-    target = weights_path(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.contiguous() for k, v in state.items()}, target)
-    old = json.loads(card_path(name).read_text()) if card_path(name).exists() else {}
+    summary, model, target, old = ship_weights(name, run_dir)
     card = {
         "name": name,
         "title": spec.title,
