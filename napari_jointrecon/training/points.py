@@ -229,23 +229,19 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
 
 
 @torch.no_grad()
-def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, full_dose_input: bool = False):
-    """Denoised slices (model scale, area-averaged to 256) and occupancy probabilities (512) of every
-    slab at ``dose``."""
+def predict_slabs(nets: dict, data: PointSlabs, dose: float):
+    """Denoised slices (model scale, area-averaged to 256) and occupancy probabilities (512, None for
+    a denoiser alone) of every slab at ``dose``; ``nets`` as for
+    :func:`~napari_jointrecon.models.contour.contour_forward`, or a denoiser alone as ``{"model": net}``."""
     from ..models.contour import contour_forward
 
     dens, probs = [], []
     for i in range(0, len(data.centres), 4):
         idx = range(i, min(i + 4, len(data.centres)))
-        full = _M(np.stack([data.clean[j] if full_dose_input else data.low(j, dose) for j in idx]))[:, None]
+        full = _M(np.stack([data.low(j, dose) for j in idx]))[:, None]
         x = F.avg_pool2d(full, 2)
         d = torch.full((x.shape[0],), float(dose))
-        if set(nets) == {"model"} and nets["model"].points is None:  # a denoiser alone
-            den, logits = nets["model"](x, d, full=full)
-        elif set(nets) == {"model"} and not nets["model"].dose_input:  # a regressor alone
-            den, logits = full, nets["model"](x, full=full)[1]
-        else:
-            den, logits = contour_forward(nets, x, full, d)
+        den, logits = contour_forward(nets, x, full, d)
         dens.append(F.avg_pool2d(den, 2))
         probs.append(torch.sigmoid(logits) if logits is not None else None)
     return torch.cat(dens), (torch.cat(probs) if probs[0] is not None else None)
