@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -275,6 +277,69 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+#: glibc's own ceilings for its dynamic thresholds on 64-bit machines (mmap 32 MiB, trim twice that),
+#: and its default mmap threshold, which stays fixed once any threshold is set.
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 64 << 20
+DEFAULT_MMAP_THRESHOLD = 128 << 10
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+
+
+@functools.cache
+def _glibc():
+    """The C library when it is glibc and Dask's nanny set ``MALLOC_TRIM_THRESHOLD_``, else None."""
+    import ctypes
+    import platform
+
+    if not os.environ.get("MALLOC_TRIM_THRESHOLD_", "").isdigit() or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+_networks_running = 0
+_networks_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def network_heap() -> Generator[bool, None, None]:
+    """While a network runs in this process, serve its activations from the heap; yields whether
+    anything was changed.
+
+    Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``
+    (``distributed.nanny.pre-spawn-environ``), so that freed memory goes back to the system at once.
+    Any such setting turns glibc's dynamic mmap threshold off: every block above 128 KiB is mapped
+    and unmapped afresh, and each of the network's activations pays its page faults again. A study
+    was denoised 35 % (two torch threads) to 65 % (one) slower than in a plain process. Inside this
+    block the two thresholds are the ceilings the dynamic rule would reach, which gives the plain
+    process's speed back (``benchmarks/bench_batch.py``). When the last network running in the
+    process ends, the nanny's setting is put back and the heap's free pages are returned
+    (``malloc_trim``): reading, simulating and writing keep the nanny's thrift. Only where that
+    variable is set and the C library is glibc.
+    """
+    global _networks_running
+    libc = _glibc()
+    if libc is None:
+        yield False
+        return
+    with _networks_lock:
+        if _networks_running == 0:
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        _networks_running += 1
+    try:
+        yield True
+    finally:
+        with _networks_lock:
+            _networks_running -= 1
+            if _networks_running == 0:
+                libc.mallopt(_M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
+                libc.mallopt(_M_TRIM_THRESHOLD, int(os.environ["MALLOC_TRIM_THRESHOLD_"]))
+                libc.malloc_trim(0)
+
+
 #: zlib level of the ``.nii.gz`` outputs: the fastest (writing at the default level took about a
 #: fifth of a study's task; the files are a few per cent larger).
 BATCH_COMPRESSION = 1
@@ -351,7 +416,7 @@ def _finish(row: dict, settings: _Settings, study: Study, model: str, result: CT
 
 
 def _start(settings: _Settings, study: Study, model: str) -> None:
-    """Forget an earlier record of this task (its result is about to be replaced)."""
+    """Forget an earlier record of this task (its result is about to be replaced); set its torch threads."""
     _record_path(settings.out, study.name, model, settings.dose).unlink(missing_ok=True)
     _set_threads(settings.threads)
 
@@ -409,8 +474,9 @@ def denoise_task(study: Study, model: str, settings: _Settings, simulated: dict 
             seen.update(device=p.device, runtime=p.runtime, conditioning=p.conditioning)
 
         t0 = time.perf_counter()
-        result = denoise(low, model=model, dose="estimate" if settings.dose is None else settings.dose,
-                         device=settings.device, progress=progress)
+        with network_heap():
+            result = denoise(low, model=model, dose="estimate" if settings.dose is None else settings.dose,
+                             device=settings.device, progress=progress)
         del low  # a worker runs tasks side by side: hold no more volumes than needed
         cond = seen.get("conditioning")
         row.update(seconds=round(time.perf_counter() - t0, 3), device=seen.get("device"),

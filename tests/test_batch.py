@@ -133,6 +133,32 @@ def test_local_cluster_size():
     assert local_cluster_size(100, cores=16) == (8, 2, 1)
 
 
+def test_networks_get_the_heap_where_the_nanny_set_a_trim_threshold():
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_ set, which slows torch down: while a
+    network runs, a task serves it from the heap, and the last one to end puts the setting back."""
+    import platform
+
+    import distributed  # noqa: F401 - loads its configuration into dask's
+
+    code = ("import sys\n"
+            "from napari_jointrecon.batch import network_heap\n"
+            "engine = sys.modules['napari_jointrecon.batch']\n"
+            "with network_heap() as a:\n"
+            "    with network_heap() as b:\n"
+            "        inside = engine._networks_running\n"
+            "print(a, b, inside, engine._networks_running)")
+    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_=str(dask.config.get(
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_")))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    if platform.libc_ver()[0] == "glibc":
+        assert done.stdout.split() == ["True", "True", "2", "0"]
+    else:
+        assert done.stdout.split() == ["False", "False", "0", "0"]
+    del env["MALLOC_TRIM_THRESHOLD_"]
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False", "0", "0"]
+
+
 @pytest.mark.slow
 def test_scheduler_and_local_cluster_give_identical_results(cohort, remote_out, tmp_path):
     before = _hashes(cohort)
