@@ -255,6 +255,10 @@ def _cmd_train_diffusion(args) -> int:
                     fallback_checkpoint=COMMITTED_CHECKPOINTS / f"{args.model}.pt" if args.out is None else None)
     if not args.no_export:
         print(f"exported {export_diffusion(out)}")
+        if args.cache and args.out is None:  # the shipped model: its uncertainty fitted on validation
+            from .training.diffusion_eval import tune_sd_scale
+
+            print(f"SD scale {tune_sd_scale(args.model, cache_dir=args.cache)['sd_scale']}")
     return 0
 
 
@@ -290,6 +294,14 @@ def _cmd_tune_classical(args) -> int:
     from .training.heldout import tune_classical
 
     tune_classical(args.cache, methods=tuple(args.methods), crop=args.crop)
+    return 0
+
+
+def _cmd_tune_uncertainty(args) -> int:
+    from .training.diffusion_eval import tune_sd_scale
+
+    fit = tune_sd_scale(args.model, cache_dir=args.cache, write=not args.dry_run)
+    print(f"{args.model}: SD scale {fit['sd_scale']}" + (" (not written)" if args.dry_run else " written to its card"))
     return 0
 
 
@@ -555,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["tv", "nlm", "bm3d"], choices=["tv", "nlm", "bm3d"])
     p.add_argument("--crop", type=int, default=256, help="centre crop of the slices (pixels)")
     p.set_defaults(func=_cmd_tune_classical)
+
+    p = sub.add_parser("tune-uncertainty",
+                       help="fit a diffusion model's SD scale on the validation patients (68 %% within 1 SD)")
+    p.add_argument("model", nargs="?", default="diffusion")
+    p.add_argument("--cache", default="runs/cache", help="noise cache folder")
+    p.add_argument("--dry-run", action="store_true", help="print the fit, leave the card as it is")
+    p.set_defaults(func=_cmd_tune_uncertainty)
 
     p = sub.add_parser("train-joint", help="train the joint point models and baselines (3 seeds)")
     p.add_argument("--out", default="runs/joint")

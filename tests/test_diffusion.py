@@ -116,6 +116,16 @@ def test_sampling_is_seeded_and_samples_differ():
     assert (s1 >= 0).all() and s1.max() > 0
     # progress: one report per network call, patch and sample named
     assert steps[-1].done == steps[-1].total == len(steps) and steps[0].describe().startswith("patch 1/")
+    # samples share network calls: the same samples drawn one per call
+    from napari_jointrecon.models import diffusion
+
+    assert steps[0].describe().startswith("patch 1/") and "samples 1-2/2" in steps[0].describe()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(diffusion, "BATCH_VOXELS", 1)
+        (o1, os1), one_by_one = run(0)
+    assert len(one_by_one) == 2 * len(steps) and "sample 1/2" in one_by_one[0].describe()
+    np.testing.assert_allclose(o1, m1, atol=0.05)
+    np.testing.assert_allclose(os1, s1, atol=0.05)
     # with DDIM's eta > 0 every step draws seeded noise too
     (e1, _), _ = run(0, eta=1.0)
     (e2, _), _ = run(0, eta=1.0)
@@ -131,10 +141,14 @@ def test_expected_time_grows_with_samples_steps_and_volume():
     assert estimate_seconds((141, 512, 512), samples=1, seconds_per_eval_64=1.0) > 300 * base
 
 
-def test_untrained_model_stays_invisible():
-    if registry.weights_path("diffusion").exists():
-        pytest.skip("the diffusion model has shipped weights")
-    assert "diffusion" not in [c["name"] for c in registry.list_models()]
+def test_a_diffusion_model_without_weights_stays_invisible(monkeypatch, tmp_path):
+    import shutil
+
+    for f in ("unet.pt", "unet.json", "diffusion.json"):  # a card alone is not a model
+        shutil.copy(registry.WEIGHTS_DIR / f, tmp_path / f)
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    names = [c["name"] for c in registry.list_models()]
+    assert "unet" in names and "diffusion" not in names
 
 
 # training ---------------------------------------------------------------------------------------------------
@@ -333,10 +347,47 @@ def test_heldout_rows_calibration_and_markdown(shipped, tiny_series, monkeypatch
     assert 0 <= c["within_1sd"] <= c["within_2sd"] <= 1 and c["mean_sd_hu"] >= 0
     text = "\n".join(diffusion_eval.diffusion_markdown("diffusion", rows, None, settings))
     assert "within 1 SD" in text and "| diffusion |" in text and "tv (tuned on these crops) (factor" in text
+    card = {"name": "diffusion", "training": {"steps": 6, "wall_time_s": 60.0},
+            "results": diffusion_eval.diffusion_card_results("diffusion", rows, "now")}
+    status = diffusion_eval.diffusion_status(card)
+    assert status.startswith("In the zoo: trained on every real series split by patient (6 steps, 1 min)")
+    assert " of 4 doses and its input at " in status and "within one predicted SD" in status
     again = diffusion_eval.diffusion_heldout("diffusion", available=["tv"], row_cache=tmp_path, settings=settings,
                                             log=logs.append)
     assert any("reused" in line for line in logs)
     assert again[series]["calibration"][0.1] == pytest.approx(c)
+
+
+def test_sd_scale_is_fitted_on_validation_and_scales_the_uncertainty(shipped, tiny_series, monkeypatch, tmp_path):
+    """The SD's scale: the 68 % quantile of error / SD on the validation crops, written to the card,
+    and applied by denoise_with_uncertainty; refitting with it applied gives the same scale."""
+    import napari_jointrecon as nj
+    from napari_jointrecon.training import data, diffusion_eval
+    from napari_jointrecon.volume import CTVolume
+
+    v = make_thorax_phantom(4.0, z_extent_mm=40, seed=1)
+    monkeypatch.setattr(diffusion_eval, "build_series_caches", lambda *a, **k: {"b": tiny_series["b"]})
+    monkeypatch.setattr(data, "shared_data_dir", lambda: tmp_path)
+    monkeypatch.setattr("napari_jointrecon.io.load_ct", lambda path: CTVolume(v.hu, spacing=(4.0, 4.0, 4.0)))
+    monkeypatch.setattr(diffusion_eval, "VALIDATION_STRIDE", 2)
+    settings = {"crop": 48, "context": 1, "slice_stride": 1, "samples": 3}
+    card_file = registry.card_path("diffusion")
+    saved = card_file.read_text()
+    low = _phantom_low()
+    before = nj.denoise_with_uncertainty(low, dose=0.25, samples=3, seed=0, device="cpu")
+    try:
+        fit = diffusion_eval.tune_sd_scale("diffusion", settings=settings, log=lambda *_: None)
+        assert fit["sd_scale"] > 0 and fit["fitted_on"] == ["b"] and fit["slices_per_series"] == 2
+        assert set(fit["within_1sd_by_dose"]) == {"10%", "25%", "50%", "70%"}
+        card = registry.read_card("diffusion")
+        assert card["sampling"]["sd_scale"] == fit["sd_scale"] and card["uncertainty_fit"]["voxels"] == fit["voxels"]
+        after = nj.denoise_with_uncertainty(low, dose=0.25, samples=3, seed=0, device="cpu")
+        assert np.array_equal(after.mean, before.mean)
+        np.testing.assert_allclose(after.sd, before.sd * fit["sd_scale"], rtol=1e-5, atol=1e-5)
+        again = diffusion_eval.tune_sd_scale("diffusion", settings=settings, write=False, log=lambda *_: None)
+        assert again["sd_scale"] == pytest.approx(fit["sd_scale"], rel=1e-3)
+    finally:
+        card_file.write_text(saved)
 
 
 # the Denoise widget -----------------------------------------------------------------------------------------

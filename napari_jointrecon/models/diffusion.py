@@ -44,12 +44,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .blocks import hu_to_model
-from .diffusion_plan import (DEFAULT_SAMPLER, SECONDS_PER_EVAL_64, SIZE_MULTIPLE, T_TRAIN_MAX, SamplerSettings,
-                             ddim_timesteps, estimate_seconds, gaussian_window, patch_grid)
+from .diffusion_plan import (BATCH_BYTES, BATCH_VOXELS, DEFAULT_SAMPLER, SECONDS_PER_EVAL_64, SIZE_MULTIPLE,
+                             T_TRAIN_MAX, SamplerSettings, ddim_timesteps, estimate_seconds, gaussian_window,
+                             patch_grid)
 
 __all__ = ["DiffusionUNet3D", "Schedule", "SamplerSettings", "DEFAULT_SAMPLER", "T_TRAIN_MAX", "to_diffusion",
            "from_diffusion", "ddim_timesteps", "iter_ddim", "patch_grid", "gaussian_window", "iter_sample_volume",
-           "VolumeProgress", "SIZE_MULTIPLE", "estimate_seconds", "SECONDS_PER_EVAL_64"]
+           "sample_batch", "VolumeProgress", "SIZE_MULTIPLE", "estimate_seconds", "SECONDS_PER_EVAL_64"]
 
 
 def to_diffusion(hu: torch.Tensor) -> torch.Tensor:
@@ -234,7 +235,8 @@ def iter_ddim(net: nn.Module, low: torch.Tensor, level: torch.Tensor, *, schedul
 
 @dataclass(frozen=True)
 class VolumeProgress:
-    """Where :func:`iter_sample_volume` is: network evaluations done of ``total``."""
+    """Where :func:`iter_sample_volume` is: network calls done of ``total``; the call drew samples
+    ``first_sample`` to ``sample`` (counted from 1) side by side."""
 
     done: int
     total: int
@@ -244,10 +246,12 @@ class VolumeProgress:
     samples: int
     step: int
     steps: int
+    first_sample: int = 0
 
     def describe(self) -> str:
-        return (f"patch {self.patch}/{self.patches}, sample {self.sample}/{self.samples}, "
-                f"step {self.step}/{self.steps}")
+        which = (f"samples {self.first_sample}-{self.sample}" if 0 < self.first_sample < self.sample
+                 else f"sample {self.sample}")
+        return f"patch {self.patch}/{self.patches}, {which}/{self.samples}, step {self.step}/{self.steps}"
 
 
 def _seeded_normal(shape, seed: int, patch: int, sample: int, call: int) -> torch.Tensor:
@@ -255,18 +259,28 @@ def _seeded_normal(shape, seed: int, patch: int, sample: int, call: int) -> torc
     return torch.randn(shape, generator=g)
 
 
+def sample_batch(patch: tuple[int, ...], samples: int, volume_bytes: int) -> int:
+    """How many samples share one network call: up to :data:`BATCH_VOXELS` voxels a call (thin
+    patches, a slab or a slice, are batched; 64^3 patches go one sample at a time), and their
+    blended volumes within :data:`BATCH_BYTES`."""
+    by_voxels = BATCH_VOXELS // max(int(np.prod(patch)), 1)
+    by_memory = BATCH_BYTES // max(int(volume_bytes), 1)
+    return max(1, min(int(samples), by_voxels, by_memory))
+
+
 def iter_sample_volume(net: nn.Module, hu: np.ndarray, level: float, *, samples: int, seed: int,
                        settings: SamplerSettings = DEFAULT_SAMPLER, device: str = "cpu",
                        schedule: Schedule | None = None, autocast: bool = False,
                        ) -> Generator[VolumeProgress, None, tuple[np.ndarray, np.ndarray]]:
     """Posterior samples of a ``(D, H, W)`` HU volume, patch by patch; yields after every network
-    evaluation, returns ``(mean, sd)`` in HU (float32, the input's shape; ``sd`` is the samples'
-    standard deviation with ``ddof=1``, 0 for one sample).
+    call, returns ``(mean, sd)`` in HU (float32, the input's shape; ``sd`` is the samples' standard
+    deviation with ``ddof=1`` times ``settings.sd_scale``, 0 for one sample).
 
     Each sample is a whole volume (its patches joined with Gaussian weights); mean and SD are
-    accumulated over the samples (Welford), so memory stays at a few volumes whatever ``samples``
-    is. Patches run one at a time: progress and cancellation come after every network call.
-    ``autocast``: bf16 on the CPU (:func:`iter_ddim`).
+    accumulated over the samples (Welford). Samples of thin patches share a network call
+    (:func:`sample_batch`); each sample draws its own seeded noise, so a seed gives the same
+    samples whatever the batching. Patches run one at a time: progress and cancellation come after
+    every network call. ``autocast``: bf16 on the CPU (:func:`iter_ddim`).
     """
     schedule = schedule or Schedule()
     vol = np.asarray(hu, dtype=np.float32)
@@ -288,35 +302,41 @@ def iter_sample_volume(net: nn.Module, hu: np.ndarray, level: float, *, samples:
         windows.setdefault(size, gaussian_window(size))
         weight[box] += windows[size]
     steps = len(ddim_timesteps(settings.t_start, settings.steps))
-    total = len(boxes) * samples * steps
+    per_call = sample_batch(patch, samples, vol.nbytes)
+    chunks = [list(range(first, min(first + per_call, samples))) for first in range(0, samples, per_call)]
+    total = len(boxes) * len(chunks) * steps
     mean = np.zeros(shape, dtype=np.float32)
     m2 = np.zeros(shape, dtype=np.float32)
     done = 0
     lvl = torch.full((1,), float(level), device=device)
     net = net.to(device).eval()
-    for si in range(samples):
-        blended = np.zeros(shape, dtype=np.float32)
+    for chunk in chunks:
+        blended = np.zeros((len(chunk), *shape), dtype=np.float32)
         for pi, box in enumerate(boxes):
-            low = to_diffusion(torch.from_numpy(np.ascontiguousarray(vol[box])))[None, None].to(device)
+            one = to_diffusion(torch.from_numpy(np.ascontiguousarray(vol[box])))[None, None]
+            low = one.expand(len(chunk), *one.shape[1:]).contiguous().to(device)
 
-            def noises(call, pi=pi, si=si, low=low):
-                return _seeded_normal(low.shape, seed, pi, si, call).to(device)
+            def noises(call, pi=pi, chunk=chunk, one=one):
+                return torch.cat([_seeded_normal(one.shape, seed, pi, si, call) for si in chunk]).to(device)
 
-            gen = iter_ddim(net, low, lvl, schedule=schedule, steps=settings.steps, t_start=settings.t_start,
-                            eta=settings.eta, noises=noises, autocast=autocast and device == "cpu")
+            gen = iter_ddim(net, low, lvl.expand(len(chunk)), schedule=schedule, steps=settings.steps,
+                            t_start=settings.t_start, eta=settings.eta, noises=noises,
+                            autocast=autocast and device == "cpu")
             try:
                 while True:
                     step = next(gen)
                     done += 1
-                    yield VolumeProgress(done, total, pi + 1, len(boxes), si + 1, samples, step, steps)
+                    yield VolumeProgress(done, total, pi + 1, len(boxes), chunk[-1] + 1, samples, step, steps,
+                                         first_sample=chunk[0] + 1)
             except StopIteration as stop:
-                out = from_diffusion(stop.value[0, 0]).float().cpu().numpy()
+                out = from_diffusion(stop.value[:, 0]).float().cpu().numpy()
             finally:
                 gen.close()
-            blended[box] += windows[out.shape] * out
+            blended[(slice(None), *box)] += windows[out.shape[1:]] * out
         blended /= weight
-        delta = blended - mean  # Welford over whole samples
-        mean += delta / (si + 1)
-        m2 += delta * (blended - mean)
-    sd = np.sqrt(m2 / (samples - 1)) if samples > 1 else np.zeros_like(mean)
+        for k, si in enumerate(chunk):
+            delta = blended[k] - mean  # Welford over whole samples
+            mean += delta / (si + 1)
+            m2 += delta * (blended[k] - mean)
+    sd = np.sqrt(m2 / (samples - 1)) * np.float32(settings.sd_scale) if samples > 1 else np.zeros_like(mean)
     return mean[:d, :h, :w].copy(), sd[:d, :h, :w].astype(np.float32)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SIZE_MULTIPLE", "T_TRAIN_MAX", "SECONDS_PER_EVAL_64", "SamplerSettings", "DEFAULT_SAMPLER",
+__all__ = ["SIZE_MULTIPLE", "T_TRAIN_MAX", "SECONDS_PER_EVAL_64", "BATCH_VOXELS", "BATCH_BYTES", "SamplerSettings", "DEFAULT_SAMPLER",
            "ddim_timesteps", "patch_grid", "gaussian_window", "estimate_seconds", "expected_seconds"]
 
 #: In-plane sizes are padded to a multiple of this (2x2 fold and two in-plane down-samplings).
@@ -23,6 +23,11 @@ T_TRAIN_MAX = 250
 #: its load average near 4. The time estimate before a run uses the card's figure when
 #: ``jointrecon evaluate`` has measured one.
 SECONDS_PER_EVAL_64 = 0.3
+#: Samples share a network call up to this many voxels a call (samples of thin patches, a slab or a
+#: slice, go side by side; a 64^3 patch fills a call alone) ...
+BATCH_VOXELS = 64 ** 3
+#: ... and up to this many bytes of their blended volumes.
+BATCH_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class SamplerSettings:
         Side of the cubic patches (clipped to the volume).
     overlap : int
         Overlap of neighbouring patches (voxels).
+    sd_scale : float
+        The samples' standard deviation is multiplied by this to give the predicted uncertainty:
+        fitted on the validation patients so that 68 % of the mean's errors lie within one
+        predicted SD (``jointrecon tune-uncertainty``); 1 until fitted.
     """
 
     steps: int = 10
@@ -52,6 +61,7 @@ class SamplerSettings:
     denoise_samples: int = 1
     patch: int = 64
     overlap: int = 16
+    sd_scale: float = 1.0
 
     @classmethod
     def from_card(cls, card: dict | None, **overrides) -> SamplerSettings:
@@ -60,7 +70,7 @@ class SamplerSettings:
         s = cls(**known)
         if not (1 <= s.steps <= s.t_start <= T_TRAIN_MAX):
             raise ValueError(f"need 1 <= steps ({s.steps}) <= t_start ({s.t_start}) <= {T_TRAIN_MAX}")
-        if s.eta < 0 or s.patch < SIZE_MULTIPLE or not (0 <= s.overlap < s.patch):
+        if s.eta < 0 or s.patch < SIZE_MULTIPLE or not (0 <= s.overlap < s.patch) or not s.sd_scale > 0:
             raise ValueError(f"bad sampler settings {s}")
         return s
 

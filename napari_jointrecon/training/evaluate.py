@@ -313,12 +313,13 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
             log(f"wrote the model table of {readme}")
 
     if update_cards:
-        from .diffusion_eval import diffusion_card_results
+        from .diffusion_eval import diffusion_card_results, diffusion_status
 
         for name in diffusion:
             card = read_card(name)
             card["results"] = diffusion_card_results(name, diffusion_rows[name], when)
             card["speed"] = diffusion_speed[name]
+            card["status"] = diffusion_status(card)
             card_path(name).write_text(json.dumps(card, indent=2) + "\n")
         for name in names:
             if cards[name]["kind"] != "learned":
