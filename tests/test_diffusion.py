@@ -4,6 +4,7 @@ temporary weights folder), sampling shapes and seeds, uncertainty, a 2D slice, c
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 
@@ -15,7 +16,7 @@ from napari_jointrecon.dose import insertion_noise_basis
 from napari_jointrecon.models import registry
 from napari_jointrecon.models.diffusion import (DiffusionUNet3D, SamplerSettings, Schedule, _fold, _unfold,
                                                 ddim_timesteps, estimate_seconds, gaussian_window, iter_sample_volume,
-                                                patch_grid)
+                                                patch_grid, sample_batch)
 from napari_jointrecon.phantom import make_thorax_phantom
 
 TINY = dict(steps=6, batch=2, patch=32, depth=4, val_every=3, log_every=3, val_crop=32, val_depth=2,
@@ -214,9 +215,12 @@ def test_uncertainty_has_the_input_shape_is_nonnegative_and_seeded(shipped):
     assert np.array_equal(mean, r2.mean) and np.array_equal(sd, r2.sd)
     assert not np.array_equal(mean, r3.mean)
     assert r1.samples == 3 and r1.conditioning.level_hu is not None
-    # nj.denoise returns the mean of the card's samples (one): the seed-0 sample
+    # nj.denoise returns the mean of the card's samples (denoise_samples, seed 0)
+    n = registry.read_card("diffusion")["sampling"]["denoise_samples"]
+    assert n == SamplerSettings().denoise_samples == 4
+    same = nj.denoise_with_uncertainty(low, dose=0.25, samples=n, seed=0, device="cpu")
+    assert np.array_equal(nj.denoise(low, model="diffusion", dose=0.25, device="cpu"), same.mean)
     one = nj.denoise_with_uncertainty(low, dose=0.25, samples=1, seed=0, device="cpu")
-    assert np.array_equal(nj.denoise(low, model="diffusion", dose=0.25, device="cpu"), one.mean)
     assert np.all(one.sd == 0)
 
 
@@ -274,7 +278,9 @@ def test_cancel_stops_within_a_second(shipped):
     with pytest.raises(Cancelled):
         nj.denoise_with_uncertainty(low, dose=0.25, samples=8, device="cpu", progress=progress, cancel=flag.is_set)
     assert time.perf_counter() - when["t"] < 1.0
-    assert seen[0].unit == "steps" and "patch 1/1" in seen[0].detail and seen[0].total == 8 * 3
+    per_call = sample_batch((16, 64, 64), 8, low.nbytes)  # samples side by side in a call
+    assert per_call > 1 and "samples 1-" in seen[0].detail
+    assert seen[0].unit == "steps" and "patch 1/1" in seen[0].detail and seen[0].total == math.ceil(8 / per_call) * 3
     assert len(seen) < seen[0].total
 
 

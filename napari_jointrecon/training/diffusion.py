@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from ..dose import DOSE_LEVELS
 from ..metrics import psnr
-from ..models.diffusion import (SIZE_MULTIPLE, T_TRAIN_MAX, SamplerSettings, Schedule, iter_sample_volume,
-                                to_diffusion)
+from ..models.diffusion import (DEFAULT_SAMPLER, SIZE_MULTIPLE, T_TRAIN_MAX, SamplerSettings, Schedule,
+                                iter_sample_volume, to_diffusion)
 from ..models.registry import card_path, get_spec
 from .data import PatchSampler
 from .series import SeriesCache
@@ -367,7 +367,7 @@ def export_diffusion(run_dir: str | Path) -> Path:
         "weights_bytes": target.stat().st_size,
         "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
         "sampling": {"steps": cfg["sample_steps"], "t_start": cfg["t_start"], "eta": cfg["eta"],
-                     "denoise_samples": 1, "patch": 64, "overlap": 16,
+                     "denoise_samples": DEFAULT_SAMPLER.denoise_samples, "patch": 64, "overlap": 16,
                      "why": "DDIM from the low-dose image diffused to t_start (CoreDiff-style) instead of 50 "
                             "steps from pure noise at T = 1000: 5x fewer network calls per sample"},
         "training": {
