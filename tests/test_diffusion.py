@@ -326,6 +326,7 @@ def test_cli_routes_train_diffusion(monkeypatch, tmp_path):
     assert calls["config"].steps == 7 and calls["config"].time_budget_s == 60 and calls["config"].depth == 8
     assert calls["out"] == str(tmp_path / "d") and calls["fallback_checkpoint"] is None
     assert cli.main(["train", "diffusion", "--init", "x.pt"]) == 2  # refused, with a message
+    assert cli.main(["tune-uncertainty", "unet"]) == 2  # only a diffusion model has an SD to fit
 
 
 def test_heldout_rows_calibration_and_markdown(shipped, tiny_series, monkeypatch, tmp_path):

@@ -119,7 +119,9 @@ def diffusion_heldout(name: str, *, available: list[str], cache_dir: str | Path 
 
     cfg = {**DIFFUSION_EVAL, **(settings or {})}
     caches = build_series_caches(cache_dir, splits=("test",), log=log)
-    sampling = json.dumps((read_card(name) or {}).get("sampling"), sort_keys=True)
+    # what makes the rows: the sampler and the SD's scale (not nj.denoise's sample count, nor the notes)
+    sampling = json.dumps({k: v for k, v in ((read_card(name) or {}).get("sampling") or {}).items()
+                           if k not in ("denoise_samples", "why")}, sort_keys=True)
     baselines = _baseline_runs(available)
     rows: dict[str, dict] = {}
     for series, c in caches.items():
@@ -127,7 +129,7 @@ def diffusion_heldout(name: str, *, available: list[str], cache_dir: str | Path 
         tag = f"diffusion_{series.replace('/', '__')}"
         keys = {label: f"{row_key(label) if row_key else label} {json.dumps(cfg, sort_keys=True)}"
                 for label in ["input", *baselines, TUNED_HERE, name]}
-        keys[name] += f" {sampling}"  # the sampler and the SD's scale
+        keys[name] += f" {sampling}"
         cached = row_cache / f"{tag}.json" if row_cache else None
         saved = json.loads(cached.read_text()) if cached is not None and cached.exists() else {}
         if saved and all(saved.get("keys", {}).get(label) == key for label, key in keys.items()):
@@ -209,6 +211,10 @@ def tune_sd_scale(name: str = "diffusion", *, cache_dir: str | Path = "runs/cach
     from ..models.registry import card_path, read_card
     from .data import shared_data_dir
 
+    from ..models.registry import get_spec
+
+    if get_spec(name).recipe != "diffusion":
+        raise ValueError(f"{name} gives one answer, not posterior samples: only a diffusion model has an SD to fit")
     cfg = {**DIFFUSION_EVAL, **(settings or {})}
     card = read_card(name)
     if card is None:
