@@ -311,10 +311,9 @@ def network_heap() -> Generator[bool, None, None]:
     Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``
     (``distributed.nanny.pre-spawn-environ``), so that freed memory goes back to the system at once.
     Any such setting turns glibc's dynamic mmap threshold off: every block above 128 KiB is mapped
-    and unmapped afresh, and each of the network's activations pays its page faults again. A study
-    was denoised 35 % (two torch threads) to 65 % (one) slower than in a plain process. Inside this
-    block the two thresholds are the ceilings the dynamic rule would reach, which gives the plain
-    process's speed back (``benchmarks/bench_batch.py``). When the last network running in the
+    and unmapped afresh, and each of the network's activations pays its page faults again. Inside
+    this block the two thresholds are the ceilings the dynamic rule would reach, which gives the
+    plain process's speed back (``benchmarks/bench_batch.py``: the tasks' denoising time). When the last network running in the
     process ends, the nanny's setting is put back and the heap's free pages are returned
     (``malloc_trim``): reading, simulating and writing keep the nanny's thrift. Only where that
     variable is set and the C library is glibc.

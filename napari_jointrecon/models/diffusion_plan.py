@@ -44,9 +44,9 @@ class SamplerSettings:
         DDIM's stochasticity (0: deterministic given the starting noise; 1: DDPM-like).
     denoise_samples : int
         Samples averaged by :func:`napari_jointrecon.denoise` (``denoise_with_uncertainty`` takes
-        its own ``samples``). One sample carries sampling noise of its own: on a real chest slice at
-        25 % the mean of 1 / 2 / 4 / 8 samples gained +0.93 / +1.39 / +1.65 / +1.78 dB, so 4 (a
-        slice's or slab's samples share network calls; a volume's take 4x one sample's time).
+        its own ``samples``). One sample carries sampling noise of its own, which the mean of 4
+        averages away (a slice's or slab's samples share network calls; a volume's take 4x one
+        sample's time).
     patch : int
         Side of the cubic patches (clipped to the volume).
     overlap : int

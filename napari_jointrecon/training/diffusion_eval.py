@@ -112,10 +112,8 @@ def diffusion_heldout(name: str, *, available: list[str], cache_dir: str | Path 
     """Rows per test series and dose on the crops (see the module's docstring); ``available``: the
     models that can run (the baselines are taken from it). Rows are cached in ``row_cache``."""
     from ..inference import denoise
-    from ..io import load_ct
     from ..models import classical
     from ..models.registry import read_card
-    from .data import shared_data_dir
 
     cfg = {**DIFFUSION_EVAL, **(settings or {})}
     caches = build_series_caches(cache_dir, splits=("test",), log=log)
@@ -141,16 +139,13 @@ def diffusion_heldout(name: str, *, available: list[str], cache_dir: str | Path 
                 rows[series]["calibration"][float(d)] = rows[series]["calibration"].pop(d)
             log(f"  {series}: diffusion rows reused from {cached}")
             continue
-        volume = load_ct(shared_data_dir() / series)
-        pixel = float(math.sqrt(volume.spacing[1] * volume.spacing[2]))
-        contexts = {k: context_stack(c, k, cfg["context"], volume.hu, pixel) for k in idx}
+        contexts = _contexts(series, c, idx, cfg["context"])
         clean = np.stack([_crop(c.clean[k], cfg["crop"]) for k in idx])
         table: dict[str, dict] = {label: {} for label in keys}
         calib: dict[float, dict] = {}
         positions = list(range(len(idx)))
         for dose in DOSE_LEVELS:
-            factor = math.sqrt((1.0 - dose) / dose)
-            lows = {k: _crop(cl + factor * nz, cfg["crop"]) for k, (cl, nz, _) in contexts.items()}
+            lows = _low_stacks(contexts, dose, cfg["crop"])
             centre_low = np.stack([lows[k][contexts[k][2]] for k in idx])
             table["input"][dose] = _table(centre_low, clean, positions)
             for b in baselines:
@@ -180,6 +175,22 @@ def diffusion_heldout(name: str, *, available: list[str], cache_dir: str | Path 
     return rows
 
 
+def _contexts(series: str, cache: SeriesCache, idx: list[int], context: int) -> dict:
+    """:func:`context_stack` of each scored slice ``idx`` of a series' cache."""
+    from ..io import load_ct
+    from .data import shared_data_dir
+
+    volume = load_ct(shared_data_dir() / series)
+    pixel = float(math.sqrt(volume.spacing[1] * volume.spacing[2]))
+    return {k: context_stack(cache, k, context, volume.hu, pixel) for k in idx}
+
+
+def _low_stacks(contexts: dict, dose: float, crop: int) -> dict:
+    """The crop stacks at ``dose``: the full dose plus the unit noise scaled by the 1/sqrt(dose) law."""
+    factor = math.sqrt((1.0 - dose) / dose)
+    return {k: _crop(cl + factor * nz, crop) for k, (cl, nz, _) in contexts.items()}
+
+
 def _posterior_centres(name: str, lows: dict, contexts: dict, dose: float, samples: int
                        ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The mean and predicted SD (seed 0) of each crop stack's centre slice."""
@@ -207,9 +218,7 @@ def tune_sd_scale(name: str = "diffusion", *, cache_dir: str | Path = "runs/cach
     of those errors lie within one predicted SD. The crops are made as for the held-out rows (see
     the module's docstring), from every :data:`VALIDATION_STRIDE`-th slice. With ``write`` the
     card's ``sampling.sd_scale`` and ``uncertainty_fit`` are set. Returns the fit."""
-    from ..io import load_ct
     from ..models.registry import card_path, read_card
-    from .data import shared_data_dir
 
     from ..models.registry import get_spec
 
@@ -224,13 +233,10 @@ def tune_sd_scale(name: str = "diffusion", *, cache_dir: str | Path = "runs/cach
     ratios, per_dose = [], {}
     t0 = time.perf_counter()
     for series, c in caches.items():
-        volume = load_ct(shared_data_dir() / series)
-        pixel = float(math.sqrt(volume.spacing[1] * volume.spacing[2]))
         idx = list(range(0, c.clean.shape[0], VALIDATION_STRIDE))
-        contexts = {k: context_stack(c, k, cfg["context"], volume.hu, pixel) for k in idx}
+        contexts = _contexts(series, c, idx, cfg["context"])
         for dose in DOSE_LEVELS:
-            factor = math.sqrt((1.0 - dose) / dose)
-            lows = {k: _crop(cl + factor * nz, cfg["crop"]) for k, (cl, nz, _) in contexts.items()}
+            lows = _low_stacks(contexts, dose, cfg["crop"])
             means, sds = _posterior_centres(name, lows, contexts, dose, cfg["samples"])
             for k, m, sd in zip(idx, means, sds, strict=True):
                 ref = _crop(c.clean[k], cfg["crop"]).astype(np.float32)
