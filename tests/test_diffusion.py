@@ -354,11 +354,18 @@ def test_heldout_rows_calibration_and_markdown(shipped, tiny_series, monkeypatch
     assert 0 <= c["within_1sd"] <= c["within_2sd"] <= 1 and c["mean_sd_hu"] >= 0
     text = "\n".join(diffusion_eval.diffusion_markdown("diffusion", rows, None, settings))
     assert "within 1 SD" in text and "| diffusion |" in text and "tv (tuned on these crops) (factor" in text
-    card = {"name": "diffusion", "training": {"steps": 6, "wall_time_s": 60.0},
+    card = {"name": "diffusion", "kind": "learned", "training": {"split": "patient", "steps": 6, "wall_time_s": 60.0},
             "results": diffusion_eval.diffusion_card_results("diffusion", rows, "now")}
-    status = diffusion_eval.diffusion_status(card)
-    assert status.startswith("In the zoo: trained on every real series split by patient (6 steps, 1 min)")
-    assert " of 4 doses and its input at " in status and "within one predicted SD" in status
+    verdict = diffusion_eval.diffusion_verdict(card)
+    assert verdict["doses"] == 4 and 0 <= verdict["beats_best_classical"] <= 4
+    assert verdict["measured_by"] == "jointrecon evaluate, now"
+    # the verdict decides the role: the zoo only when it beats the best classical filter and its input at every dose
+    for wins, worse, head in ((4, 0, "In the zoo"), (3, 0, "Design baseline, not in the zoo"),
+                              (4, 1, "Design baseline, not in the zoo")):
+        card["heldout_verdict"] = dict(verdict, beats_best_classical=wins, worse_than_input=worse)
+        status = diffusion_eval.diffusion_status(card)
+        assert status.startswith(f"{head}: trained on every real series split by patient (6 steps, 1 min)")
+        assert f"at {wins} of 4 doses and its input at {4 - worse};" in status and "within one predicted SD" in status
     again = diffusion_eval.diffusion_heldout("diffusion", available=["tv"], row_cache=tmp_path, settings=settings,
                                             log=logs.append)
     assert any("reused" in line for line in logs)

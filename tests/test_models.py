@@ -48,35 +48,52 @@ def test_list_models_has_one_default_and_kinds():
     assert {c["kind"] for c in cards} == {"learned", "classical"}
     default = next(c for c in cards if c["default"])
     assert default["kind"] == "learned" and default["role"] == "zoo"
-    # the zoo (trained on the patient split) first, then the classical filters, then the design's
-    # baselines still at the chest recipe; a card's split decides, not a list kept by hand
+    # the zoo (trained on the patient split and winning on the held-out patients) first, then the
+    # classical filters, then the design's baselines; a card's split and verdict decide, not a list kept by hand
     roles = [c["role"] for c in cards]
     assert roles == sorted(roles, key=["zoo", "classical", "design baseline"].index)
     for c in cards:
         if c["kind"] == "learned":
-            assert (c["role"] == "zoo") == (c["training"].get("split") == "patient")
+            v = c["heldout_verdict"]
+            wins = v["doses"] == 4 and v["beats_best_classical"] == 4 and v["worse_than_input"] == 0
+            assert (c["role"] == "zoo") == (c["training"].get("split") == "patient" and wins)
 
 
 def test_model_status_says_zoo_or_baseline():
+    """A model is in the zoo only when trained on the patient split and its held-out verdict wins at
+    every dose; a fair run that still loses, or one not yet measured, is a design baseline."""
     from napari_jointrecon.models.registry import model_role
-    from napari_jointrecon.training.heldout import model_status
-    from napari_jointrecon.widgets.denoise import model_label
+    from napari_jointrecon.training.heldout import heldout_verdict, model_status
+    from napari_jointrecon.widgets.denoise import model_hint, model_label
 
-    table = {"input": {}, "unet": {}, "redcnn": {}, "nlm": {}}
-    gains = {"unet": 3.0, "redcnn": -0.5, "nlm": 1.0}
+    table = {"input": {}, "unet": {}, "redcnn": {}, "resnet": {}, "nlm": {}}
+    gains = {"unet": 3.0, "redcnn": -0.5, "resnet": 0.5, "nlm": 1.0}
     for name in table:
         for d in (0.1, 0.25, 0.5, 0.7):
             table[name][d] = {"_psnr": [30.0 + gains.get(name, 0.0)], "_idx": [0]}
     rows = {"patient": {"table": table}}
-    zoo = {"kind": "learned", "training": {"split": "patient", "steps": 100, "wall_time_s": 600}}
-    base = {"kind": "learned", "training": {"steps": 50, "wall_time_s": 60}}
-    assert model_role(zoo) == "zoo" and model_role(base) == "design baseline"
+    assert heldout_verdict("unet", rows, "now") == {"doses": 4, "beats_best_classical": 4, "worse_than_input": 0,
+                                                    "measured_by": "jointrecon evaluate, now"}
+    assert heldout_verdict("redcnn", rows) == {"doses": 4, "beats_best_classical": 0, "worse_than_input": 4}
+    fair = {"kind": "learned", "training": {"split": "patient", "steps": 100, "wall_time_s": 600}}
+    zoo = dict(fair, heldout_verdict=heldout_verdict("unet", rows))
+    lost = dict(fair, heldout_verdict=heldout_verdict("resnet", rows))
+    base = {"kind": "learned", "training": {"steps": 50, "wall_time_s": 60},
+            "heldout_verdict": heldout_verdict("redcnn", rows)}
+    assert model_role(zoo) == "zoo"
+    assert model_role(lost) == model_role(base) == model_role(fair) == "design baseline"
     assert model_role({"kind": "classical"}) == "classical"
-    assert model_status("unet", zoo, rows).startswith("In the zoo") and "at 4 of 4 doses" in model_status("unet", zoo, rows)
-    text = model_status("redcnn", base, rows)
+    assert model_status("unet", zoo).startswith("In the zoo") and "at 4 of 4 doses" in model_status("unet", zoo)
+    text = model_status("resnet", lost)
+    assert text.startswith("Design baseline, not in the zoo: trained on every real series split by patient (100 steps")
+    assert "at 0 of 4 doses" in text and "documented baseline" in text
+    assert "not yet measured on the held-out patients" in model_status("resnet", fair)
+    text = model_status("redcnn", base)
     assert text.startswith("Design baseline, not in the zoo") and "at 0 of 4 doses" in text
-    assert "worse than its input at 4" in text
+    assert "worse than its input at 4" in text and "chest recipe" in text
     assert model_label(dict(base, name="redcnn", role="design baseline", default=False)) == "redcnn · design baseline"
+    assert "chest recipe" in model_hint(dict(base, name="redcnn", role="design baseline"))
+    assert "chest recipe" not in model_hint(dict(lost, name="resnet", role="design baseline"))
 
 
 def test_damaged_weights_are_refused(tmp_path, monkeypatch):

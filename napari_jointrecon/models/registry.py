@@ -188,13 +188,20 @@ def _available(spec: ModelSpec) -> bool:
 
 
 def model_role(card: dict) -> str:
-    """``"zoo"``: a learned model trained on every real series split by patient (what the project
-    recommends and compares); ``"design baseline"``: a learned model still at the design's short
-    chest recipe (one patient), kept selectable for the comparison the design asks for;
-    ``"classical"``."""
+    """``"zoo"``: a learned model trained on every real series split by patient whose held-out
+    verdict (``heldout_verdict``, written by ``jointrecon evaluate``) says it beats the best
+    classical filter and its input at every dose: what the project recommends and compares;
+    ``"design baseline"``: any other learned model (the design's short chest recipe, a patient-split
+    run not yet measured, or one that lost after its fair run), kept selectable for the comparison
+    the design asks for; ``"classical"``."""
     if card.get("kind") == "classical":
         return "classical"
-    return "zoo" if (card.get("training") or {}).get("split") == "patient" else "design baseline"
+    if (card.get("training") or {}).get("split") != "patient":
+        return "design baseline"
+    verdict = card.get("heldout_verdict") or {}
+    doses = verdict.get("doses", 0)
+    wins = doses > 0 and verdict.get("beats_best_classical") == doses and verdict.get("worse_than_input") == 0
+    return "zoo" if wins else "design baseline"
 
 
 def list_models() -> list[dict]:

@@ -34,7 +34,7 @@ from .heldout import GRIDS, _table
 from .series import EVAL_SEED, PATIENT_SPLIT, SeriesCache, build_series_caches, quantum_noise
 
 __all__ = ["DIFFUSION_EVAL", "context_stack", "calibration", "diffusion_heldout", "diffusion_markdown",
-           "seconds_per_patch", "diffusion_card_results", "diffusion_status", "tune_sd_scale"]
+           "seconds_per_patch", "diffusion_card_results", "diffusion_verdict", "diffusion_status", "tune_sd_scale"]
 
 #: The held-out comparison's settings (see the module's docstring).
 DIFFUSION_EVAL = {"crop": 256, "context": 2, "slice_stride": 2, "samples": 8}
@@ -343,11 +343,11 @@ def diffusion_card_results(name: str, rows: dict, when: str) -> dict:
     }
 
 
-def diffusion_status(card: dict) -> str:
-    """The card's one-line verdict, from its ``results`` (:func:`diffusion_card_results`): the mean's
-    gain on the held-out crops against the input and the classical filters tuned on validation,
-    and the calibration of its SD."""
-    crops, calib = card["results"]["heldout_crops"], card["results"]["calibration"]
+def diffusion_verdict(card: dict) -> dict:
+    """The card's ``heldout_verdict`` (see :func:`~napari_jointrecon.training.heldout.heldout_verdict`),
+    from its ``results``: the mean's gain on the held-out crops against the best classical filter
+    tuned on validation, and against the input."""
+    crops = card["results"]["heldout_crops"]
     name = card["name"]
     doses = [f"{d * 100:g}%" for d in DOSE_LEVELS]
 
@@ -356,12 +356,27 @@ def diffusion_status(card: dict) -> str:
 
     classical = [c for c in ("tv", "nlm", "bm3d") if all(c in r for r in crops.values())]
     wins = sum(gain(name, d) > max(gain(c, d) for c in classical) for d in doses) if classical else 0
-    better = sum(gain(name, d) > 0 for d in doses)
-    shares = [v["within_1sd"] * 100 for r in calib.values() for v in r.values()]
+    return {"doses": len(doses) if classical else 0, "beats_best_classical": int(wins),
+            "worse_than_input": int(sum(gain(name, d) < 0 for d in doses)),
+            "measured_by": card["results"].get("measured_by", "")}
+
+
+def diffusion_status(card: dict) -> str:
+    """The card's one-line verdict, from its ``results`` (:func:`diffusion_card_results`) and
+    ``heldout_verdict`` (:func:`diffusion_verdict`): the mean's gain on the held-out crops against
+    the input and the classical filters tuned on validation, and the calibration of its SD."""
+    from ..models.registry import model_role
+
+    calib = card["results"]["calibration"]
+    v = card.get("heldout_verdict") or diffusion_verdict(card)
+    doses = [f"{d * 100:g}%" for d in DOSE_LEVELS]
+    shares = [x["within_1sd"] * 100 for r in calib.values() for x in r.values()]
     pooled = [float(np.mean([r[d]["within_1sd"] for r in calib.values()])) * 100 for d in doses]
     t = card.get("training", {})
-    return (f"In the zoo: trained on every real series split by patient ({t.get('steps')} steps, "
+    role = "In the zoo" if model_role(card) == "zoo" else "Design baseline, not in the zoo"
+    return (f"{role}: trained on every real series split by patient ({t.get('steps')} steps, "
             f"{t.get('wall_time_s', 0) / 60:.0f} min); on the held-out crops its mean beats the best classical "
-            f"filter at {wins} of {len(doses)} doses and its input at {better}; {min(pooled):.0f}-{max(pooled):.0f} % "
+            f"filter at {v['beats_best_classical']} of {len(doses)} doses and its input at "
+            f"{len(doses) - v['worse_than_input']}; {min(pooled):.0f}-{max(pooled):.0f} % "
             f"of the errors lie within one predicted SD (averaged over the patients; {min(shares):.0f}-"
             f"{max(shares):.0f} % per patient and dose).")

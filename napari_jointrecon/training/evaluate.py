@@ -256,6 +256,14 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
         log(f"  speed {name}: {speeds[name]:.2f} slices/s")
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    from ..models.registry import model_role
+    from .heldout import heldout_verdict
+
+    # the held-out verdict decides a learned model's role (zoo or design baseline) in every table
+    for name in names:
+        if cards[name]["kind"] == "learned":
+            cards[name]["heldout_verdict"] = heldout_verdict(name, held, when)
+            cards[name]["role"] = model_role(cards[name])
     lines = [
         "# Results",
         "",
@@ -313,12 +321,13 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
             log(f"wrote the model table of {readme}")
 
     if update_cards:
-        from .diffusion_eval import diffusion_card_results, diffusion_status
+        from .diffusion_eval import diffusion_card_results, diffusion_status, diffusion_verdict
 
         for name in diffusion:
             card = read_card(name)
             card["results"] = diffusion_card_results(name, diffusion_rows[name], when)
             card["speed"] = diffusion_speed[name]
+            card["heldout_verdict"] = diffusion_verdict(card)
             card["status"] = diffusion_status(card)
             card_path(name).write_text(json.dumps(card, indent=2) + "\n")
         for name in names:
@@ -343,6 +352,7 @@ def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = 
             card["speed"] = {"slices_per_s_512_2threads": round(speeds[name], 3)}
             from .heldout import model_status
 
-            card["status"] = model_status(name, card, held)
+            card["heldout_verdict"] = cards[name]["heldout_verdict"]
+            card["status"] = model_status(name, card)
             card_path(name).write_text(json.dumps(card, indent=2) + "\n")
     return {"chest": chest, "phantom": ph, "speeds": speeds, "heldout": held, "diffusion": diffusion_rows}

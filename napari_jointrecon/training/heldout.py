@@ -268,24 +268,43 @@ README_BEGIN = "<!-- model table: made by jointrecon evaluate -->"
 README_END = "<!-- end of model table -->"
 
 
-def model_status(name: str, card: dict, rows: dict) -> str:
-    """The card's one-line verdict: whether the model is in the zoo, and how it fares on the
-    held-out patients against the best classical filter (tuned on validation)."""
-    from ..models.registry import model_role
-
+def heldout_verdict(name: str, rows: dict, when: str = "") -> dict:
+    """How a model fares on the held-out patients (the card's ``heldout_verdict``, which decides
+    :func:`~napari_jointrecon.models.registry.model_role`): at how many doses its mean gain beats
+    the best classical filter (tuned on validation) and at how many it is worse than its input."""
     summary = heldout_summary(rows)
     classical = [n for n in summary if n in ("nlm", "tv", "bm3d")]
     wins = worse = 0
     if name in summary and classical:
         wins = sum(summary[name][d] > max(summary[n][d] for n in classical) for d in DOSE_LEVELS)
         worse = sum(summary[name][d] < 0 for d in DOSE_LEVELS)
-    verdict = (f"on the held-out patients it beats the best classical filter at {wins} of {len(DOSE_LEVELS)} "
-               f"doses" + (f" and is worse than its input at {worse}" if worse else ""))
+    verdict = {"doses": len(DOSE_LEVELS) if name in summary and classical else 0,
+               "beats_best_classical": int(wins), "worse_than_input": int(worse)}
+    if when:
+        verdict["measured_by"] = f"jointrecon evaluate, {when}"
+    return verdict
+
+
+def model_status(name: str, card: dict) -> str:
+    """The card's one-line verdict, from its ``training`` and ``heldout_verdict``: whether the
+    model is in the zoo, and how it fares on the held-out patients against the best classical
+    filter (tuned on validation)."""
+    from ..models.registry import model_role
+
+    v = card.get("heldout_verdict") or {}
+    wins, worse, doses = v.get("beats_best_classical", 0), v.get("worse_than_input", 0), v.get("doses", 0)
+    verdict = (f"on the held-out patients it beats the best classical filter at {wins} of {doses} doses"
+               + (f" and is worse than its input at {worse}" if worse else "")) if doses else \
+        "not yet measured on the held-out patients (run jointrecon evaluate)"
     t = card.get("training", {})
+    steps = t.get("total_steps", t.get("steps"))
     minutes = t.get("total_wall_time_s", t.get("wall_time_s", 0)) / 60
     if model_role(card) == "zoo":
-        return (f"In the zoo: trained on every real series split by patient ({t.get('total_steps', t.get('steps'))} "
-                f"steps, {minutes:.0f} min); {verdict}.")
+        return f"In the zoo: trained on every real series split by patient ({steps} steps, {minutes:.0f} min); {verdict}."
+    if t.get("split") == "patient":
+        return (f"Design baseline, not in the zoo: trained on every real series split by patient ({steps} steps, "
+                f"{minutes:.0f} min); {verdict}. Kept selectable as the design's documented baseline; do not "
+                "use it for reading.")
     return (f"Design baseline, not in the zoo: trained {minutes:.0f} min on one patient with the design's chest "
             f"recipe, not yet retrained on the patient split; {verdict}. Kept selectable for the design's "
             "comparison; do not use it for reading.")

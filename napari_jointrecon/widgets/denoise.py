@@ -74,7 +74,9 @@ def model_hint(card: dict) -> str:
     if card.get("kind") == "classical":
         parts.append("classical, CPU")
     if card.get("role") == "design baseline":
-        parts.append("design baseline (chest recipe), not for reading: it loses to the classical filters")
+        fair = (card.get("training") or {}).get("split") == "patient"
+        parts.append("design baseline" + ("" if fair else " (chest recipe)")
+                     + ", not for reading: it does not beat the classical filters on the held-out patients")
     return "; ".join(parts)
 
 
