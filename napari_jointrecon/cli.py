@@ -323,6 +323,15 @@ def _cmd_train_contour(args) -> int:
     return 0
 
 
+def _cmd_tune_points(args) -> int:
+    from .training.points import tune_sampler
+
+    chosen = tune_sampler(args.model, cache_dir=args.cache, write=not args.dry_run)
+    print(f"contour sampler: {chosen['regions']}, level {chosen['level']:g}"
+          + (" (not written)" if args.dry_run else " written to the point models' card"))
+    return 0
+
+
 def _point_cloud_path(path: str | Path, *, overwrite: bool = False) -> Path:
     """``path`` if a point cloud can be written there (checked before any work is done)."""
     path = Path(path)
@@ -591,6 +600,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_contour)
+
+    p = sub.add_parser("tune-points", help="choose the contour networks' iso level and regions on the "
+                                           "validation patients")
+    p.add_argument("model", nargs="?", default="contour", choices=["contour", "sequential_contour"])
+    p.add_argument("--cache", default="runs/cache")
+    p.add_argument("--dry-run", action="store_true", help="print the scores, leave the card as it is")
+    p.set_defaults(func=_cmd_tune_points)
 
     p = sub.add_parser("pointcloud", help="predict (or extract) the 3D point cloud of a slice -> .ply/.csv")
     p.add_argument("input")

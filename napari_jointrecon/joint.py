@@ -40,7 +40,8 @@ from .pointcloud import SLAB_MM, SlabFrame, _largest_region, reference_point_clo
 from .volume import CTVolume
 
 __all__ = ["POINT_MODELS", "MODEL_INPUT_SIZE", "DEFAULT_POINT_MODEL", "PointCloudPrediction", "predict_point_cloud",
-           "reference_point_cloud", "load_point_model", "point_model_card", "JOINT_WEIGHTS_DIR"]
+           "reference_point_cloud", "load_point_model", "point_model_card", "contour_sampler",
+           "JOINT_WEIGHTS_DIR"]
 
 JOINT_WEIGHTS_DIR = Path(__file__).resolve().parent / "models" / "weights" / "joint"
 POINT_MODELS = {
@@ -77,6 +78,15 @@ def point_model_card() -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no point-model card in {JOINT_WEIGHTS_DIR}: the joint models are not shipped")
     return json.loads(path.read_text())
+
+
+def contour_sampler() -> dict:
+    """How the contour networks' clouds are drawn from their occupancy: ``{"level", "regions"}``
+    (:func:`napari_jointrecon.models.contour.run_contour`), the card's ``contour_sampler``, chosen on
+    the validation patients (:func:`napari_jointrecon.training.points.tune_sampler`); the 0.5 level
+    of the largest region where the card has none."""
+    chosen = point_model_card().get("contour_sampler") or {}
+    return {"level": float(chosen.get("level", 0.5)), "regions": chosen.get("regions", "largest")}
 
 
 def _sha256(path: Path) -> str:
@@ -269,7 +279,8 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
         from .models.contour import to_sizes
 
         x, full = to_sizes((torch.from_numpy(_to_model(img, orient))[None, None] + 1000.0) / 2000.0)
-        den, pts, used = _run_on(nets, x, select_device(device), extents=[model_ext], dose=[dose], full=full)
+        den, pts, used = _run_on(nets, x, select_device(device), extents=[model_ext], dose=[dose], full=full,
+                                 **contour_sampler())
     normalised = _points_from_model(pts[0].double().cpu().numpy(), orient)
     points = frame.normalised_to_world(normalised, ct)
     denoised = _from_model(den[0, 0].cpu().numpy(), orient) * 2000.0 - 1000.0

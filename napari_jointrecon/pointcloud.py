@@ -39,7 +39,7 @@ from .volume import CTVolume
 __all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "slab_frame",
            "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
            "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE",
-           "farthest_point_sample", "spread_points", "occupancy_points", "body_mask", "slab_bounds",
+           "farthest_point_sample", "spread_points", "occupancy_points", "occupancy_regions", "OCCUPANCY_REGIONS", "body_mask", "slab_bounds",
            "slab_z_range", "INPUT_SIZE"]
 
 SLAB_MM = 16.0
@@ -272,13 +272,37 @@ def spread_points(points: np.ndarray, n: int, *, iterations: int = 10) -> np.nda
     return np.asarray(points)[chosen]
 
 
+#: What :func:`occupancy_points` keeps of a predicted occupancy: ``"largest"``, its largest connected
+#: region (as the reference surface keeps the body); ``"body"``, every region inside the outline of
+#: the largest one (plane by plane, its holes filled): the airways' and the vessels' walls too, which
+#: in the true slab join the body through branches the prediction need not draw, but not the table.
+OCCUPANCY_REGIONS = ("largest", "body")
+
+
+def occupancy_regions(inside: np.ndarray, regions: str = "largest") -> np.ndarray | None:
+    """The part of a boolean occupancy ``(planes, rows, cols)`` (or one plane) that a cloud is drawn
+    from (:data:`OCCUPANCY_REGIONS`); None where it is empty."""
+    if regions not in OCCUPANCY_REGIONS:
+        raise ValueError(f"regions must be one of {', '.join(OCCUPANCY_REGIONS)}, got {regions!r}")
+    body = _largest_region(inside)
+    if body is None or regions == "largest":
+        return body
+    from scipy import ndimage
+
+    planes = body if body.ndim == 3 else body[None]
+    outline = np.stack([ndimage.binary_fill_holes(p) for p in planes]).reshape(body.shape)
+    return inside & outline
+
+
 def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int = 0,
-                     pool_factor: int = 20, spread_in: str = "normalised") -> np.ndarray:
-    """``n`` points on the 0.5 iso-surface of a slab occupancy ``(planes, rows, cols)``, normalised.
+                     pool_factor: int = 20, spread_in: str = "normalised", level: float = 0.5,
+                     regions: str = "largest") -> np.ndarray:
+    """``n`` points on the ``level`` iso-surface of a slab occupancy ``(planes, rows, cols)``, normalised.
 
     Plane ``i`` lies at normalised z = -1 + 2 i / (planes - 1); pixel ``(r, c)`` at the normalised
-    y, x of :class:`SlabFrame` for a ``rows`` x ``cols`` image. As for the reference surface, only
-    the largest connected region above 0.5 is kept. ``pool_factor * n`` points are drawn by area
+    y, x of :class:`SlabFrame` for a ``rows`` x ``cols`` image. ``regions`` (:func:`occupancy_regions`):
+    as for the reference surface, only the largest connected region above ``level`` (``"largest"``),
+    or every region inside its outline (``"body"``). ``pool_factor * n`` points are drawn by area
     (measured in mm with ``half_extent_mm``, :attr:`SlabFrame.half_extent_mm`; default a 16 mm
     slab and a 500 mm field of view) and thinned to ``n`` by :func:`spread_points` in the normalised
     frame, the frame the Chamfer distance is measured in: there z is stretched about 31 times
@@ -296,9 +320,11 @@ def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int
         raise ValueError(f"an occupancy must be (planes, rows, cols) with at least 2 of each, got {prob.shape}")
     if not np.isfinite(prob).all():
         raise ValueError("the occupancy has NaN or infinite values")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"the iso level must lie between 0 and 1, got {level!r}")
     planes, rows, cols = prob.shape
-    inside = prob > 0.5
-    body = _largest_region(inside)
+    inside = prob > level
+    body = occupancy_regions(inside, regions)
     if body is None:
         raise ValueError("the predicted occupancy is empty: no body to take points from")
     if inside.all():
@@ -308,7 +334,7 @@ def occupancy_points(prob: np.ndarray, n: int, *, half_extent_mm=None, seed: int
     ext = np.asarray(half_extent_mm if half_extent_mm is not None else (SLAB_MM / 2, 250.0, 250.0),
                      dtype=np.float64)
     step_mm = unit * ext
-    verts, faces, _, _ = marching_cubes(vol, level=0.5, spacing=tuple(step_mm))
+    verts, faces, _, _ = marching_cubes(vol, level=level, spacing=tuple(step_mm))
     idx = sample_surface(verts / step_mm, faces, pool_factor * n, spacing=step_mm, seed=seed)
     norm = np.empty_like(idx)
     norm[:, 0] = idx[:, 0] * unit[0] - 1.0

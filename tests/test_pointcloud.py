@@ -711,6 +711,68 @@ def test_occupancy_points_spread_in_mm_lower_the_distance_in_mm():
         pc.occupancy_points(occ, 10, spread_in="px")
 
 
+def _body_with_vessel_and_table() -> np.ndarray:
+    """9 planes of 128 x 128: a body (a ring around a lung), a vessel in the lung, a table below."""
+    yy, xx = np.mgrid[:128, :128]
+    r = np.hypot(yy - 60, xx - 64)
+    plane = (r <= 45) & ~(r <= 30)           # the body's wall around the lung
+    plane |= np.hypot(yy - 60, xx - 72) <= 4  # a vessel inside the lung, not joined to the wall
+    plane |= (yy >= 115) & (yy <= 120)        # the table, outside the body
+    return np.repeat(plane[None], 9, 0)
+
+
+def test_occupancy_regions_keep_the_vessels_inside_the_body_but_not_the_table():
+    inside = _body_with_vessel_and_table()
+    largest = pc.occupancy_regions(inside, "largest")
+    body = pc.occupancy_regions(inside, "body")
+    assert largest[:, 60, 72].sum() == 0 and body[:, 60, 72].all()  # the vessel
+    assert not body[:, 117].any() and not largest[:, 117].any()      # the table
+    assert (largest <= body).all() and (body <= inside).all()
+    assert pc.occupancy_regions(inside[4], "body")[60, 72] and not pc.occupancy_regions(inside[4])[60, 72]
+    assert pc.occupancy_regions(np.zeros((2, 8, 8), bool), "body") is None
+    with pytest.raises(ValueError, match="regions"):
+        pc.occupancy_regions(inside, "all")
+    ext = np.array([8.0, 192.0, 192.0])
+    pts = {rg: pc.occupancy_points(inside.astype(np.float32), 400, half_extent_mm=ext, spread_in="mm", regions=rg)
+           for rg in ("largest", "body")}
+    near_vessel = {rg: int((np.hypot((p[:, 1] + 1) * 64 - 0.5 - 60, (p[:, 2] + 1) * 64 - 0.5 - 72) < 6).sum())
+                   for rg, p in pts.items()}
+    assert near_vessel["largest"] == 0 and near_vessel["body"] > 5, near_vessel
+
+
+def test_occupancy_points_follow_the_iso_level():
+    """On a soft occupancy (1 at the centre, falling to 0 at 100 pixels) the cloud lies where the
+    occupancy crosses the level: further out for a lower level."""
+    yy, xx = np.mgrid[:128, :128]
+    prob = np.clip(1.0 - np.hypot(yy - 64, xx - 64) / 100.0, 0, 1).astype(np.float32)
+    prob = np.repeat(prob[None], 9, 0)
+    for level in (0.6, 0.7):
+        pts = pc.occupancy_points(prob, 300, level=level)
+        radius = np.hypot((pts[:, 1] + 1) * 64 - 0.5 - 64, (pts[:, 2] + 1) * 64 - 0.5 - 64)
+        assert np.allclose(radius, 100.0 * (1.0 - level), atol=1.5), (level, radius.min(), radius.max())
+    with pytest.raises(ValueError, match="iso level"):
+        pc.occupancy_points(prob, 10, level=1.0)
+
+
+def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws_with_the_card(monkeypatch):
+    from napari_jointrecon.joint import contour_sampler, point_model_card
+    from napari_jointrecon.training import points as tp
+
+    data = _tiny_slabs(2)
+    monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data if split == "val" else None)
+    logs = []
+    chosen = tp.tune_sampler(write=False, log=logs.append)
+    scores = chosen["validation_msd_mm"]
+    assert len(scores) == len(tp.SAMPLER_LEVELS) * len(pc.OCCUPANCY_REGIONS)
+    assert scores[f"{chosen['regions']} {chosen['level']:g}"] == min(scores.values())
+    assert all(np.isfinite(v) for v in scores.values()) and logs[-1].startswith("contour sampler:")
+    # what the widgets, the CLI and predict_point_cloud draw with: the shipped card's choice
+    card = point_model_card()["contour_sampler"]
+    assert contour_sampler() == {"level": card["level"], "regions": card["regions"]}
+    assert card["regions"] in pc.OCCUPANCY_REGIONS and card["level"] in tp.SAMPLER_LEVELS
+    assert "validation" in card["chosen_on"]
+
+
 def test_extrusion_cloud_copies_the_slice_contour_through_the_slab(chest):
     from scipy import ndimage
 
@@ -719,6 +781,7 @@ def test_extrusion_cloud_copies_the_slice_contour_through_the_slab(chest):
     k = 70
     pts = extrusion_cloud(chest, k, chest.hu[k])
     assert pts.shape == (1000, 3)
+    with_vessels = chest.world_to_index(extrusion_cloud(chest, k, chest.hu[k], regions="body"))
     idx = chest.world_to_index(pts)
     assert np.abs(idx[:, 0] - k).max() <= 8.0 / chest.spacing[0] + 1e-6
     assert np.ptp(idx[:, 0]) > 0.8 * 16.0 / chest.spacing[0]  # spread through the whole slab
@@ -727,6 +790,15 @@ def test_extrusion_cloud_copies_the_slice_contour_through_the_slab(chest):
     dist = ndimage.distance_transform_edt(~edge)
     on = dist[np.clip(np.round(idx[:, 1]).astype(int), 0, 511), np.clip(np.round(idx[:, 2]).astype(int), 0, 511)]
     assert np.median(on) <= 1.0 and on.max() <= 3.0  # on the slice's own contour, whatever the plane
+    # regions="body": the vessels' cross-sections in the lungs too (regions apart from the body's own)
+    islands = ndimage.binary_dilation(pc.occupancy_regions(chest.hu[k] > -500, "body") & ~body) & (dist > 3)
+    assert islands.any()
+
+    def on_islands(idx):
+        return int(islands[np.clip(np.round(idx[:, 1]).astype(int), 0, 511),
+                           np.clip(np.round(idx[:, 2]).astype(int), 0, 511)].sum())
+
+    assert on_islands(idx) == 0 and on_islands(with_vessels) > 0
 
 
 def _tiny_slabs(n: int = 3):

@@ -172,9 +172,12 @@ def build_contour(kind: str) -> ContourNet:
 
 
 @torch.no_grad()
-def run_contour(nets: dict, x, full, *, extents=None, dose=None, n_points: int = 1000):
-    """Denoised slices (full size) and ``(B, n_points, 3)`` normalised points of a batch: the 0.5
-    iso-surface of the predicted occupancy, spread evenly in millimetres."""
+def run_contour(nets: dict, x, full, *, extents=None, dose=None, n_points: int = 1000, level: float = 0.5,
+                regions: str = "largest"):
+    """Denoised slices (full size) and ``(B, n_points, 3)`` normalised points of a batch: the ``level``
+    iso-surface of the predicted occupancy (its ``regions``:
+    :func:`napari_jointrecon.pointcloud.occupancy_regions`), spread evenly in millimetres. The
+    product draws with the point models' card's ``contour_sampler`` (tuned on validation)."""
     import numpy as np
 
     from ..pointcloud import occupancy_points
@@ -182,6 +185,7 @@ def run_contour(nets: dict, x, full, *, extents=None, dose=None, n_points: int =
     d = None if dose is None else torch.as_tensor(dose, dtype=torch.float32).reshape(-1).to(x.device)
     den, logits = contour_forward(nets, x, full, d)
     prob = torch.sigmoid(logits).float().cpu().numpy()
-    pts = [occupancy_points(p, n_points, half_extent_mm=None if extents is None else extents[k], spread_in="mm")
+    pts = [occupancy_points(p, n_points, half_extent_mm=None if extents is None else extents[k], spread_in="mm",
+                            level=level, regions=regions)
            for k, p in enumerate(prob)]
     return den, torch.from_numpy(np.stack(pts)).float()

@@ -50,7 +50,7 @@ from .series import PATIENT_SPLIT, build_series_caches
 from .train import STOP_FILE, _lr, run_logger
 
 __all__ = ["POINT_SERIES", "CHEST_TEST_CENTRES", "PointSlabs", "PointConfig", "build_point_slabs", "plane_targets",
-           "train_points", "surface_distance_mm", "DEFAULT_POINT_CONFIG"]
+           "train_points", "surface_distance_mm", "DEFAULT_POINT_CONFIG", "tune_sampler", "SAMPLER_LEVELS"]
 
 #: Series of the point data (chest and abdomen, at least 256 x 256).
 POINT_SERIES = tuple(s for s in PATIENT_SPLIT if s.startswith(("chest-ct-dicom", "ct-series/")) and "head" not in s)
@@ -247,24 +247,30 @@ def predict_slabs(nets: dict, data: PointSlabs, dose: float):
     return torch.cat(dens), (torch.cat(probs) if probs[0] is not None else None)
 
 
-def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, float]:
-    """Mean surface distance (mm) and PSNR at 256 x 256 of ``nets`` on ``data`` at ``dose``."""
+def _msd(prob: np.ndarray, data: PointSlabs, i: int, sampler: dict) -> float:
+    """Mean surface distance (mm) of slab ``i``'s cloud drawn from ``prob`` with ``sampler``."""
+    level = sampler.get("level", 0.5)
+    if not (prob > level).any() or (prob > level).all():
+        return float("inf")
+    pts = occupancy_points(prob, 1000, half_extent_mm=data.half_extent_mm[i], spread_in="mm", **sampler)
+    return surface_distance_mm(pts, data.reference[i], data.half_extent_mm[i])
+
+
+def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25, sampler: dict | None = None) -> dict[str, float]:
+    """Mean surface distance (mm) and PSNR at 256 x 256 of ``nets`` on ``data`` at ``dose``; the
+    clouds are drawn with ``sampler`` (``level``, ``regions``; default the card's,
+    :func:`napari_jointrecon.joint.contour_sampler`)."""
+    from ..joint import contour_sampler
     from .train import psnr_model_scale
+
+    sampler = contour_sampler() if sampler is None else sampler
 
     for net in nets.values():
         net.eval()
     den, prob = predict_slabs(nets, data, dose)
     out = {"psnr": psnr_model_scale(den, F.avg_pool2d(_M(data.clean)[:, None], 2))}
     if prob is not None:
-        dists = []
-        for i in range(prob.shape[0]):
-            p = prob[i].numpy()
-            if not (p > 0.5).any() or (p > 0.5).all():
-                dists.append(float("inf"))
-                continue
-            pts = occupancy_points(p, 1000, half_extent_mm=data.half_extent_mm[i], spread_in="mm")
-            dists.append(surface_distance_mm(pts, data.reference[i], data.half_extent_mm[i]))
-        out["msd_mm"] = float(np.mean(dists))
+        out["msd_mm"] = float(np.mean([_msd(prob[i].numpy(), data, i, sampler) for i in range(prob.shape[0])]))
     for net in nets.values():
         net.train()
     return out
@@ -403,6 +409,45 @@ CONTOUR_ARCHITECTURES = {
                              "trained alone (cross-entropy) on full-dose slices; at test time it reads the "
                              "sequential denoiser's output.",
 }
+
+
+#: The samplers :func:`tune_sampler` tries: the iso level of the predicted occupancy, and its regions.
+SAMPLER_LEVELS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+
+
+def tune_sampler(model: str = "contour", *, dose: float = 0.25, cache_dir="runs/cache",
+                 out_dir="runs/points_data512", write: bool = True, log=print) -> dict:
+    """Choose how the contour networks' clouds are drawn (the card's ``contour_sampler``,
+    :func:`napari_jointrecon.joint.contour_sampler`): the iso level and the regions
+    (:data:`~napari_jointrecon.pointcloud.OCCUPANCY_REGIONS`) of the predicted occupancy with the
+    lowest mean surface distance on the validation patients' slabs at ``dose``, for the shipped
+    ``model``. Returns the choice and the score of every candidate."""
+    from ..joint import JOINT_WEIGHTS_DIR, load_point_model
+    from ..pointcloud import OCCUPANCY_REGIONS
+
+    data = build_point_slabs("val", cache_dir=cache_dir, out_dir=out_dir, log=log)
+    nets = load_point_model(model)
+    _, prob = predict_slabs(nets, data, dose)
+    scores = {}
+    for regions in OCCUPANCY_REGIONS:
+        for level in SAMPLER_LEVELS:
+            sampler = {"level": level, "regions": regions}
+            scores[f"{regions} {level:g}"] = round(float(np.mean(
+                [_msd(prob[i].numpy(), data, i, sampler) for i in range(prob.shape[0])])), 4)
+            log(f"  {regions:8s} level {level:g}: {scores[f'{regions} {level:g}']:.3f} mm")
+    best = min(scores, key=scores.get)
+    regions, level = best.split()
+    chosen = {"level": float(level), "regions": regions, "model": model, "dose": dose,
+              "validation_msd_mm": scores,
+              "chosen_on": f"the validation patients' slabs ({len(data.centres)}, {', '.join(sorted(set(data.series)))})"}
+    if write:
+        card_file = JOINT_WEIGHTS_DIR / "card.json"
+        card = json.loads(card_file.read_text())
+        card["contour_sampler"] = chosen
+        card_file.write_text(json.dumps(card, indent=2) + "\n")
+    log(f"contour sampler: {regions}, level {level} ({scores[best]:.3f} mm; the 0.5 level of the largest region: "
+        f"{scores['largest 0.5']:.3f} mm)")
+    return chosen
 
 
 def export_contour(out_root: str | Path = "runs/points") -> Path:

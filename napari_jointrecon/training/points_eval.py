@@ -10,7 +10,11 @@ slabs, centres 64-76, which the contour networks never trained on), at one dose:
   score a little lower);
 * **extrusion**: the low-dose slice's own -500 HU contour (its largest region above -500 HU, at
   full resolution) copied unchanged through the slab, 1000 points taken from it by the contour
-  networks' sampler (spread evenly in mm): the cloud that needs no network;
+  networks' sampler (spread evenly in mm): the cloud that needs no network, the baseline the
+  targets are measured against;
+* **extrusion of every region inside the body**: the same with every region above -500 HU inside
+  the body's outline (the vessels' and airways' cross-sections too): a stronger cloud without a
+  network, drawn as the contour networks draw theirs (``regions="body"``);
 * every point model through :func:`napari_jointrecon.predict_point_cloud` on the low-dose volume
   (the product's own path: orientation, geometry, millimetres).
 
@@ -25,7 +29,7 @@ import time
 
 import numpy as np
 
-from ..pointcloud import (_largest_region, _nearest_distances_mm, chamfer_distance, occupancy_points,
+from ..pointcloud import (_nearest_distances_mm, chamfer_distance, occupancy_points, occupancy_regions,
                           reference_point_cloud, slab_frame)
 from ..models.contour import N_PLANES
 from .points import CHEST_TEST_CENTRES, POINT_SERIES
@@ -33,20 +37,25 @@ from .series import PATIENT_SPLIT
 
 __all__ = ["heldout_point_rows", "heldout_point_markdown", "extrusion_cloud", "BASELINES"]
 
-BASELINES = ("surface_1000", "extrusion")
+BASELINES = ("surface_1000", "extrusion", "extrusion_body")
 LABELS = {"surface_1000": "1000 points of the true surface (level)", "input": "low-dose input",
-          "extrusion": "extrusion: the slice's -500 HU contour copied through the slab (no network)"}
+          "extrusion": "extrusion: the slice's -500 HU contour copied through the slab (no network)",
+          "extrusion_body": "extrusion of every -500 HU region inside the body's outline (vessels, airways; "
+                            "no network)"}
 
 
-def extrusion_cloud(ct, k: int, slice_hu: np.ndarray, n: int = 1000, *, spread_in: str = "mm") -> np.ndarray:
-    """World-mm points of slice ``k``'s own -500 HU body region copied through the slab, thinned by the
-    contour networks' sampler (``spread_in``, :func:`~napari_jointrecon.pointcloud.occupancy_points`)."""
-    body = _largest_region(np.asarray(slice_hu) > -500)
+def extrusion_cloud(ct, k: int, slice_hu: np.ndarray, n: int = 1000, *, spread_in: str = "mm",
+                    regions: str = "largest") -> np.ndarray:
+    """World-mm points of slice ``k``'s own -500 HU body region (``regions="body"``: with every region
+    inside its outline, :func:`~napari_jointrecon.pointcloud.occupancy_regions`) copied through the
+    slab, thinned by the contour networks' sampler (``spread_in``,
+    :func:`~napari_jointrecon.pointcloud.occupancy_points`)."""
+    body = occupancy_regions(np.asarray(slice_hu) > -500, regions)
     if body is None:
         raise ValueError(f"slice {k} has nothing above -500 HU")
     frame = slab_frame(ct, k)
     occ = np.repeat(body[None].astype(np.float32), N_PLANES, 0)
-    pts = occupancy_points(occ, n, half_extent_mm=frame.half_extent_mm, spread_in=spread_in)
+    pts = occupancy_points(occ, n, half_extent_mm=frame.half_extent_mm, spread_in=spread_in, regions=regions)
     return frame.normalised_to_world(pts, ct)
 
 
@@ -84,7 +93,8 @@ def heldout_point_rows(models: list[str], *, dose: float = 0.25, cache_dir="runs
             frame = slab_frame(ct, k)
             ref = reference_point_cloud(ct, k, 10000)
             clouds = {"surface_1000": reference_point_cloud(ct, k, 1000, seed=k + 1),
-                      "extrusion": extrusion_cloud(ct, k, low_hu[k])}
+                      "extrusion": extrusion_cloud(ct, k, low_hu[k]),
+                      "extrusion_body": extrusion_cloud(ct, k, low_hu[k], regions="body")}
             images = {"input": low_hu[k]}
             for m in models:
                 pred = predict_point_cloud(low_ct, slice_index=k, dose=dose, model=m)
