@@ -38,6 +38,24 @@ def test_image_roundtrip_keeps_hu_and_geometry_exactly(chest_part, tmp_path, suf
     assert np.array_equal(back.hu, chest_part.hu)
 
 
+@pytest.mark.parametrize("isal", [True, False], ids=["isal", "zlib"])
+def test_fast_nifti_gzip_reads_back_exactly_and_leaves_nothing_else(chest_part, tmp_path, monkeypatch, isal):
+    """Level 1 (the batch's outputs): gzipped with ISA-L where installed, with zlib otherwise; either
+    way a standard gzip file that reads back as the default writer's, and only the target is left."""
+    import gzip
+    import sys
+
+    if not isal:
+        monkeypatch.setitem(sys.modules, "isal", None)  # as on a platform without the isal wheel
+    out = nj.io.write.write_image(chest_part, tmp_path / "fast.nii.gz", compression_level=1)
+    default = nj.io.write.write_image(chest_part, tmp_path / "default.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default.nii.gz", "fast.nii.gz"]
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(default.read_bytes())
+    back = nj.load_ct(out)
+    _same_geometry(back, chest_part)
+    assert np.array_equal(back.hu, chest_part.hu)
+
+
 def test_float_hu_roundtrip_in_nifti(tmp_path):
     v = make_thorax_phantom(4.0, z_extent_mm=40)
     assert not np.all(np.mod(v.hu, 1) == 0)

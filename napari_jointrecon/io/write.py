@@ -97,8 +97,9 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     """Write a volume to ``.nii``/``.nii.gz``/``.mha``/``.mhd``/``.nrrd`` with its geometry.
 
     ``compression_level``: zlib's 1 (fastest) to 9 (smallest) for ``.nii.gz`` and ``.mha``; -1 is
-    the writer's default. Batch outputs use 1: about 3 times faster than the default on CT and a
-    few per cent larger.
+    the writer's default. Batch outputs use 1. A ``.nii.gz`` at levels 1 to 3 is gzipped with ISA-L
+    (:func:`gzip_file`), several times faster than zlib on CT (about 10 % larger than zlib's level 1),
+    and reads like any other.
 
     Returns
     -------
@@ -132,8 +133,14 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     # (a .mhd/.nhdr header has a separate data file), so an interrupted write leaves nothing.
     tmp = Path(tempfile.mkdtemp(prefix=".jointrecon-", dir=path.parent))
     try:
-        sitk.WriteImage(image, str(tmp / path.name),
-                        useCompression=suffix.endswith(".gz") or suffix == ".mha", compressionLevel=compression_level)
+        if suffix == ".nii.gz" and 1 <= compression_level <= 3:
+            plain = tmp / ".uncompressed.nii"
+            sitk.WriteImage(image, str(plain), useCompression=False)
+            gzip_file(plain, tmp / path.name, compression_level)
+            plain.unlink()
+        else:
+            sitk.WriteImage(image, str(tmp / path.name), useCompression=suffix.endswith(".gz") or suffix == ".mha",
+                            compressionLevel=compression_level)
         produced = sorted(tmp.iterdir())
         for p in produced:  # the data file of a .mhd/.nhdr header is a target too
             if p.name != path.name:
@@ -143,6 +150,17 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def gzip_file(source: Path, target: Path, level: int = 1) -> None:
+    """gzip ``source`` into ``target`` at ``level`` (1-3): with ISA-L's igzip (the ``isal`` package)
+    where it is installed, else with the standard library's zlib."""
+    try:
+        from isal import igzip as gz
+    except ImportError:  # a platform without an isal wheel
+        import gzip as gz
+    with open(source, "rb") as src, gz.open(target, "wb", compresslevel=level) as dst:
+        shutil.copyfileobj(src, dst, 1 << 22)
 
 
 def write_nifti(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
