@@ -327,7 +327,7 @@ def _cmd_tune_points(args) -> int:
     from .training.points import tune_sampler
 
     chosen = tune_sampler(args.model, cache_dir=args.cache, write=not args.dry_run)
-    print(f"contour sampler: {chosen['regions']}, level {chosen['level']:g}"
+    print(f"contour sampler: {chosen['regions']}, level {chosen['level']:g}" + (", mirrored" if chosen["mirror"] else "")
           + (" (not written)" if args.dry_run else " written to the point models' card"))
     return 0
 

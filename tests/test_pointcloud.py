@@ -763,12 +763,13 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     logs = []
     chosen = tp.tune_sampler(write=False, log=logs.append)
     scores = chosen["validation_msd_mm"]
-    assert len(scores) == len(tp.SAMPLER_LEVELS) * len(pc.OCCUPANCY_REGIONS)
-    assert scores[f"{chosen['regions']} {chosen['level']:g}"] == min(scores.values())
+    assert len(scores) == 2 * len(tp.SAMPLER_LEVELS) * len(pc.OCCUPANCY_REGIONS)  # mirrored or not
+    key = f"{chosen['regions']} {chosen['level']:g}" + (" mirror" if chosen["mirror"] else "")
+    assert scores[key] == min(scores.values())
     assert all(np.isfinite(v) for v in scores.values()) and logs[-1].startswith("contour sampler:")
     # what the widgets, the CLI and predict_point_cloud draw with: the shipped card's choice
     card = point_model_card()["contour_sampler"]
-    assert contour_sampler() == {"level": card["level"], "regions": card["regions"]}
+    assert contour_sampler() == {"level": card["level"], "regions": card["regions"], "mirror": card["mirror"]}
     assert card["regions"] in pc.OCCUPANCY_REGIONS and card["level"] in tp.SAMPLER_LEVELS
     assert "validation" in card["chosen_on"]
 

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["ContourNet", "INPUT_SIZE", "OUTPUT_SIZE", "N_PLANES", "BASE_HU", "CONTOUR_KINDS", "build_contour",
-           "contour_forward", "to_sizes", "run_contour"]
+           "contour_forward", "contour_predict", "to_sizes", "run_contour"]
 
 #: Pixels of the slice the network reads (area-averaged from the input).
 INPUT_SIZE = 256
@@ -161,6 +161,20 @@ def contour_forward(nets: dict, x, full, dose=None):
     return den_full, nets["seq_contour_regressor"](den_small, full=den_full)[1]
 
 
+def contour_predict(nets: dict, x, full, dose=None, *, mirror: bool = False):
+    """``(denoised at full size, occupancy probabilities at full size)`` of a batch. ``mirror``: the
+    mean of the networks on the slices and on their left-right mirror images (mirrored back), as
+    they were trained on both (the point models' card's ``contour_sampler`` says whether the product
+    does; chosen on validation)."""
+    den, logits = contour_forward(nets, x, full, dose)
+    prob = torch.sigmoid(logits.float())
+    if mirror:
+        den_m, logits_m = contour_forward(nets, x.flip(-1), full.flip(-1), dose)
+        den = 0.5 * (den + den_m.flip(-1))
+        prob = 0.5 * (prob + torch.sigmoid(logits_m.float()).flip(-1))
+    return den, prob
+
+
 def build_contour(kind: str) -> ContourNet:
     if kind == "contour":
         return ContourNet()
@@ -173,18 +187,19 @@ def build_contour(kind: str) -> ContourNet:
 
 @torch.no_grad()
 def run_contour(nets: dict, x, full, *, extents=None, dose=None, n_points: int = 1000, level: float = 0.5,
-                regions: str = "largest"):
+                regions: str = "largest", mirror: bool = False):
     """Denoised slices (full size) and ``(B, n_points, 3)`` normalised points of a batch: the ``level``
     iso-surface of the predicted occupancy (its ``regions``:
-    :func:`napari_jointrecon.pointcloud.occupancy_regions`), spread evenly in millimetres. The
-    product draws with the point models' card's ``contour_sampler`` (tuned on validation)."""
+    :func:`napari_jointrecon.pointcloud.occupancy_regions`; ``mirror``: :func:`contour_predict`),
+    spread evenly in millimetres. The product draws with the point models' card's
+    ``contour_sampler`` (tuned on validation)."""
     import numpy as np
 
     from ..pointcloud import occupancy_points
 
     d = None if dose is None else torch.as_tensor(dose, dtype=torch.float32).reshape(-1).to(x.device)
-    den, logits = contour_forward(nets, x, full, d)
-    prob = torch.sigmoid(logits).float().cpu().numpy()
+    den, prob = contour_predict(nets, x, full, d, mirror=mirror)
+    prob = prob.cpu().numpy()
     pts = [occupancy_points(p, n_points, half_extent_mm=None if extents is None else extents[k], spread_in="mm",
                             level=level, regions=regions)
            for k, p in enumerate(prob)]

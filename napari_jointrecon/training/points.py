@@ -229,11 +229,12 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
 
 
 @torch.no_grad()
-def predict_slabs(nets: dict, data: PointSlabs, dose: float):
+def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = False):
     """Denoised slices (model scale, area-averaged to 256) and occupancy probabilities (512, None for
     a denoiser alone) of every slab at ``dose``; ``nets`` as for
-    :func:`~napari_jointrecon.models.contour.contour_forward`, or a denoiser alone as ``{"model": net}``."""
-    from ..models.contour import contour_forward
+    :func:`~napari_jointrecon.models.contour.contour_forward`, or a denoiser alone as ``{"model": net}``;
+    ``mirror``: :func:`~napari_jointrecon.models.contour.contour_predict` (point models only)."""
+    from ..models.contour import contour_forward, contour_predict
 
     dens, probs = [], []
     for i in range(0, len(data.centres), 4):
@@ -241,36 +242,38 @@ def predict_slabs(nets: dict, data: PointSlabs, dose: float):
         full = _M(np.stack([data.low(j, dose) for j in idx]))[:, None]
         x = F.avg_pool2d(full, 2)
         d = torch.full((x.shape[0],), float(dose))
-        den, logits = contour_forward(nets, x, full, d)
+        if mirror:
+            den, prob = contour_predict(nets, x, full, d, mirror=True)
+        else:
+            den, logits = contour_forward(nets, x, full, d)
+            prob = torch.sigmoid(logits) if logits is not None else None
         dens.append(F.avg_pool2d(den, 2))
-        probs.append(torch.sigmoid(logits) if logits is not None else None)
+        probs.append(prob)
     return torch.cat(dens), (torch.cat(probs) if probs[0] is not None else None)
 
 
-def _msd(prob: np.ndarray, data: PointSlabs, i: int, sampler: dict) -> float:
-    """Mean surface distance (mm) of slab ``i``'s cloud drawn from ``prob`` with ``sampler``."""
-    level = sampler.get("level", 0.5)
+def _msd(prob: np.ndarray, data: PointSlabs, i: int, level: float = 0.5, regions: str = "largest") -> float:
+    """Mean surface distance (mm) of slab ``i``'s cloud drawn from ``prob`` at ``level`` from ``regions``."""
     if not (prob > level).any() or (prob > level).all():
         return float("inf")
-    pts = occupancy_points(prob, 1000, half_extent_mm=data.half_extent_mm[i], spread_in="mm", **sampler)
+    pts = occupancy_points(prob, 1000, half_extent_mm=data.half_extent_mm[i], spread_in="mm", level=level,
+                           regions=regions)
     return surface_distance_mm(pts, data.reference[i], data.half_extent_mm[i])
 
 
-def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25, sampler: dict | None = None) -> dict[str, float]:
-    """Mean surface distance (mm) and PSNR at 256 x 256 of ``nets`` on ``data`` at ``dose``; the
-    clouds are drawn with ``sampler`` (``level``, ``regions``; default the card's,
-    :func:`napari_jointrecon.joint.contour_sampler`)."""
-    from ..joint import contour_sampler
+def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, float]:
+    """Mean surface distance (mm) and PSNR at 256 x 256 of ``nets`` on ``data`` at ``dose``. The
+    clouds are drawn as training has always drawn them (the 0.5 level of the largest region), so
+    that a resumed run's validation curve goes on comparably; :func:`tune_sampler` chooses the
+    product's sampler afterwards."""
     from .train import psnr_model_scale
-
-    sampler = contour_sampler() if sampler is None else sampler
 
     for net in nets.values():
         net.eval()
     den, prob = predict_slabs(nets, data, dose)
     out = {"psnr": psnr_model_scale(den, F.avg_pool2d(_M(data.clean)[:, None], 2))}
     if prob is not None:
-        out["msd_mm"] = float(np.mean([_msd(prob[i].numpy(), data, i, sampler) for i in range(prob.shape[0])]))
+        out["msd_mm"] = float(np.mean([_msd(prob[i].numpy(), data, i) for i in range(prob.shape[0])]))
     for net in nets.values():
         net.train()
     return out
@@ -418,26 +421,28 @@ SAMPLER_LEVELS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 def tune_sampler(model: str = "contour", *, dose: float = 0.25, cache_dir="runs/cache",
                  out_dir="runs/points_data512", write: bool = True, log=print) -> dict:
     """Choose how the contour networks' clouds are drawn (the card's ``contour_sampler``,
-    :func:`napari_jointrecon.joint.contour_sampler`): the iso level and the regions
-    (:data:`~napari_jointrecon.pointcloud.OCCUPANCY_REGIONS`) of the predicted occupancy with the
-    lowest mean surface distance on the validation patients' slabs at ``dose``, for the shipped
-    ``model``. Returns the choice and the score of every candidate."""
+    :func:`napari_jointrecon.joint.contour_sampler`): of every iso level (:data:`SAMPLER_LEVELS`),
+    regions (:data:`~napari_jointrecon.pointcloud.OCCUPANCY_REGIONS`) and mirror averaging
+    (:func:`~napari_jointrecon.models.contour.contour_predict`), the one with the lowest mean
+    surface distance on the validation patients' slabs at ``dose``, for the shipped ``model``.
+    Returns the choice and the score of every candidate."""
     from ..joint import JOINT_WEIGHTS_DIR, load_point_model
     from ..pointcloud import OCCUPANCY_REGIONS
 
     data = build_point_slabs("val", cache_dir=cache_dir, out_dir=out_dir, log=log)
     nets = load_point_model(model)
-    _, prob = predict_slabs(nets, data, dose)
     scores = {}
-    for regions in OCCUPANCY_REGIONS:
-        for level in SAMPLER_LEVELS:
-            sampler = {"level": level, "regions": regions}
-            scores[f"{regions} {level:g}"] = round(float(np.mean(
-                [_msd(prob[i].numpy(), data, i, sampler) for i in range(prob.shape[0])])), 4)
-            log(f"  {regions:8s} level {level:g}: {scores[f'{regions} {level:g}']:.3f} mm")
+    for mirror in (False, True):
+        _, prob = predict_slabs(nets, data, dose, mirror=mirror)
+        for regions in OCCUPANCY_REGIONS:
+            for level in SAMPLER_LEVELS:
+                key = f"{regions} {level:g}" + (" mirror" if mirror else "")
+                scores[key] = round(float(np.mean([_msd(prob[i].numpy(), data, i, level, regions)
+                                                   for i in range(prob.shape[0])])), 4)
+                log(f"  {key:22s} {scores[key]:.3f} mm")
     best = min(scores, key=scores.get)
-    regions, level = best.split()
-    chosen = {"level": float(level), "regions": regions, "model": model, "dose": dose,
+    regions, level, *mirror = best.split()
+    chosen = {"level": float(level), "regions": regions, "mirror": bool(mirror), "model": model, "dose": dose,
               "validation_msd_mm": scores,
               "chosen_on": f"the validation patients' slabs ({len(data.centres)}, {', '.join(sorted(set(data.series)))})"}
     if write:
@@ -445,7 +450,7 @@ def tune_sampler(model: str = "contour", *, dose: float = 0.25, cache_dir="runs/
         card = json.loads(card_file.read_text())
         card["contour_sampler"] = chosen
         card_file.write_text(json.dumps(card, indent=2) + "\n")
-    log(f"contour sampler: {regions}, level {level} ({scores[best]:.3f} mm; the 0.5 level of the largest region: "
+    log(f"contour sampler: {best} ({scores[best]:.3f} mm; the 0.5 level of the largest region, as trained: "
         f"{scores['largest 0.5']:.3f} mm)")
     return chosen
 
