@@ -326,7 +326,7 @@ def _cmd_train_contour(args) -> int:
 def _cmd_tune_points(args) -> int:
     from .training.points import tune_sampler
 
-    chosen = tune_sampler(args.model, cache_dir=args.cache, write=not args.dry_run)
+    chosen = tune_sampler(cache_dir=args.cache, write=not args.dry_run)
     print(f"contour sampler: {chosen['regions']}, level {chosen['level']:g}" + (", mirrored" if chosen["mirror"] else "")
           + (" (not written)" if args.dry_run else " written to the point models' card"))
     return 0
@@ -601,9 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_contour)
 
-    p = sub.add_parser("tune-points", help="choose the contour networks' iso level and regions on the "
-                                           "validation patients")
-    p.add_argument("model", nargs="?", default="contour", choices=["contour", "sequential_contour"])
+    p = sub.add_parser("tune-points", help="choose how the contour networks' clouds are drawn (iso level, "
+                                           "regions, mirroring) on the validation patients")
     p.add_argument("--cache", default="runs/cache")
     p.add_argument("--dry-run", action="store_true", help="print the scores, leave the card as it is")
     p.set_defaults(func=_cmd_tune_points)

@@ -157,7 +157,7 @@ def gzip_file(source: Path, target: Path, level: int = 1) -> None:
     where it is installed, else with the standard library's zlib."""
     try:
         from isal import igzip as gz
-    except ImportError:  # a platform without an isal wheel
+    except ImportError:  # isal cannot be imported (a dependency, but built from source where no wheel fits)
         import gzip as gz
     with open(source, "rb") as src, gz.open(target, "wb", compresslevel=level) as dst:
         shutil.copyfileobj(src, dst, 1 << 22)

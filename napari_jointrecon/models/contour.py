@@ -16,10 +16,13 @@ The contour is drawn at full resolution (``2 * INPUT_SIZE`` = 512 pixels): the n
 slice at 256 x 256, and its outputs are brought to 512 x 512 the way that keeps the slice's own
 detail: the denoised slice at 512 is the 512-pixel input plus the network's correction (denoised
 minus input at 256) enlarged bilinearly, and ``delta`` is enlarged bilinearly. (Drawn at 256 pixels,
-even the extrusion alone lies further from the true surface than at 512.) The points come from the predicted
-occupancy's 0.5 iso-surface (:func:`napari_jointrecon.pointcloud.occupancy_points`), so they lie on
-a surface by construction, vessels and airways included where the slab has them; they are spread
-evenly in millimetres (``spread_in="mm"``), as they are drawn.
+even the extrusion alone lies further from the true surface than at 512.) The points come from an iso-surface
+of the predicted occupancy (:func:`napari_jointrecon.pointcloud.occupancy_points`), so they lie on
+a surface by construction; they are spread evenly in millimetres (``spread_in="mm"``), as they are
+drawn. How they are drawn is the point models' card's ``contour_sampler``, chosen on the validation
+patients (``jointrecon tune-points``): the iso level, every region inside the body's outline (so the
+vessels and airways the slab has are drawn even where the prediction does not join them to the
+body), and the mean of the network on the slice and on its mirror image (:func:`contour_predict`).
 
 One encoder serves both outputs (the design's joint network): a U-Net of four scales at
 ``INPUT_SIZE`` = 256 pixels (2x area averaging of a 512 x 512 slice), the dose fraction as a second

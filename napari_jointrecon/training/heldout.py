@@ -323,7 +323,10 @@ def readme_model_table(rows: dict, cards: dict, speeds: dict[str, float], when: 
              "beats the best classical filter at that dose (tuned on the validation patients).", "",
              "| model | role | gain 10 / 25 / 50 / 70 % (dB) | beats the best classical filter | training | slices/s |",
              "| --- | --- | --- | --- | --- | ---: |"]
-    for name, gains in summary.items():
+    order = {"zoo": 0, "classical": 1, "design baseline": 2}
+    rows = sorted(summary.items(), key=lambda item: order.get(cards.get(item[0].replace(ESTIMATED, ""), {})
+                                                               .get("role"), 3))  # stable within a role
+    for name, gains in rows:
         base = name.replace(ESTIMATED, "")
         card = cards.get(base, {})
         learned = card.get("kind") == "learned"

@@ -418,16 +418,19 @@ CONTOUR_ARCHITECTURES = {
 SAMPLER_LEVELS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
-def tune_sampler(model: str = "contour", *, dose: float = 0.25, cache_dir="runs/cache",
-                 out_dir="runs/points_data512", write: bool = True, log=print) -> dict:
+def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/points_data512",
+                 write: bool = True, log=print) -> dict:
     """Choose how the contour networks' clouds are drawn (the card's ``contour_sampler``,
     :func:`napari_jointrecon.joint.contour_sampler`): of every iso level (:data:`SAMPLER_LEVELS`),
     regions (:data:`~napari_jointrecon.pointcloud.OCCUPANCY_REGIONS`) and mirror averaging
     (:func:`~napari_jointrecon.models.contour.contour_predict`), the one with the lowest mean
-    surface distance on the validation patients' slabs at ``dose``, for the shipped ``model``.
-    Returns the choice and the score of every candidate."""
+    surface distance on the validation patients' slabs at ``dose``, for the shipped joint network
+    (``contour``, the default). Its sequential counterpart is drawn the same way, so that the two
+    differ only in their networks. Returns the choice and the score of every candidate."""
     from ..joint import JOINT_WEIGHTS_DIR, load_point_model
     from ..pointcloud import OCCUPANCY_REGIONS
+
+    model = "contour"
 
     data = build_point_slabs("val", cache_dir=cache_dir, out_dir=out_dir, log=log)
     nets = load_point_model(model)
@@ -451,7 +454,7 @@ def tune_sampler(model: str = "contour", *, dose: float = 0.25, cache_dir="runs/
         card["contour_sampler"] = chosen
         card_file.write_text(json.dumps(card, indent=2) + "\n")
     log(f"contour sampler: {best} ({scores[best]:.3f} mm; the 0.5 level of the largest region, as trained: "
-        f"{scores['largest 0.5']:.3f} mm)")
+        f"{scores.get('largest 0.5', float('nan')):.3f} mm)")
     return chosen
 
 
@@ -483,6 +486,8 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
                                "parameters": summary["parameters"]}
         runs["runs"][fname] = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history",
                                                        "train_slabs", "train_series", "val_series", "config")}
+        if kind == "contour" and card.pop("contour_sampler", None) is not None:
+            print("the contour network changed: its sampler is chosen again by jointrecon tune-points")
     from ..joint import POINT_MODELS
 
     for name, kinds in POINT_MODELS.items():

@@ -75,8 +75,10 @@ def model_hint(card: dict) -> str:
         parts.append("classical, CPU")
     if card.get("role") == "design baseline":
         fair = (card.get("training") or {}).get("split") == "patient"
-        parts.append("design baseline" + ("" if fair else " (chest recipe)")
-                     + ", not for reading: it does not beat the classical filters on the held-out patients")
+        measured = (card.get("heldout_verdict") or {}).get("doses", 0) > 0
+        parts.append("design baseline" + ("" if fair else " (chest recipe)") + ", not for reading: "
+                     + ("it does not beat the classical filters on the held-out patients" if measured
+                        else "not yet measured on the held-out patients"))
     return "; ".join(parts)
 
 
