@@ -755,7 +755,7 @@ def test_occupancy_points_follow_the_iso_level():
 
 
 def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws_with_the_card(monkeypatch):
-    from napari_jointrecon.joint import contour_sampler, point_model_card
+    from napari_jointrecon.joint import JOINT_WEIGHTS_DIR, contour_sampler, point_model_card
     from napari_jointrecon.training import points as tp
 
     data = _tiny_slabs(2)
@@ -767,6 +767,10 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     key = f"{chosen['regions']} {chosen['level']:g}" + (" mirror" if chosen["mirror"] else "")
     assert scores[key] == min(scores.values())
     assert all(np.isfinite(v) for v in scores.values()) and logs[-1].startswith("contour sampler:")
+    card_file = JOINT_WEIGHTS_DIR / "card.json"
+    card_before = card_file.read_bytes()
+    assert cli_main(["tune-points", "--dry-run"]) == 0  # the command: the same choice, the card untouched
+    assert card_file.read_bytes() == card_before
     # what the widgets, the CLI and predict_point_cloud draw with: the shipped card's choice
     card = point_model_card()["contour_sampler"]
     assert contour_sampler() == {"level": card["level"], "regions": card["regions"], "mirror": card["mirror"]}
