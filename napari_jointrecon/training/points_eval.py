@@ -113,6 +113,15 @@ def heldout_point_rows(models: list[str], *, dose: float = 0.25, cache_dir="runs
     return out
 
 
+def _sampler_text() -> str:
+    from ..joint import contour_sampler
+
+    sampler = contour_sampler()
+    regions = "every region inside the body" if sampler["regions"] == "body" else "the largest region"
+    return (f"iso level {sampler['level']:g}, {regions}"
+            + (", the mean of the network on the slice and on its mirror image" if sampler["mirror"] else ""))
+
+
 def heldout_point_markdown(results: dict, *, dose: float = 0.25, labels: dict | None = None) -> list[str]:
     labels = {**LABELS, **(labels or {})}
     groups = list(results)
@@ -124,7 +133,10 @@ def heldout_point_markdown(results: dict, *, dose: float = 0.25, labels: dict | 
              "nearest-neighbour distance in each direction, averaged; lower is better), mean over the slabs; "
              "ratio: to the extrusion baseline's. Chamfer: the design's normalised Chamfer (squared, both "
              "directions summed), mean over all slabs. The chest series' point test slabs (centres 64-76) belong "
-             "to a training patient of the denoisers; the contour networks left centres 55-85 out of training.",
+             "to a training patient of the denoisers; the contour networks left centres 55-85 out of training. "
+             "The contour networks' clouds are drawn as the product draws them, with the point models' card's "
+             "`contour_sampler` (chosen on the validation patients by `jointrecon tune-points`: "
+             + _sampler_text() + ").",
              "",
              "| cloud | " + " | ".join(f"{g} ({results[g]['patient']}, {len(results[g]['slabs'])} slabs), mm"
                                        for g in groups) + " | ratio to extrusion | Chamfer |",

@@ -74,9 +74,9 @@ class TrainConfig:
 
 
 #: Steps and time budgets per model. ``unet`` and ``nafnet_anatomy`` train on every real series split
-#: by patient, for hours (resumable across sessions); ``resnet`` has started its run on the patient
-#: split (the design baselines' fair runs, one at a time); the others still have the 4-12 minute chest
-#: recipe.
+#: by patient, for hours (resumable across sessions); ``resnet`` has had its fair run on the patient
+#: split (the design baselines' fair runs, one at a time: it still loses, a documented design
+#: baseline); the others still have the 4-12 minute chest recipe.
 DEFAULT_CONFIGS = {
     "unet": TrainConfig(steps=25000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
     "autoencoder": TrainConfig(steps=2500, time_budget_s=240),
