@@ -39,8 +39,8 @@ from .volume import CTVolume
 __all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "slab_frame",
            "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
            "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE",
-           "farthest_point_sample", "spread_points", "occupancy_points", "occupancy_regions", "OCCUPANCY_REGIONS", "body_mask", "slab_bounds",
-           "slab_z_range", "INPUT_SIZE"]
+           "farthest_point_sample", "spread_points", "occupancy_points", "occupancy_regions",
+           "OCCUPANCY_REGIONS", "body_mask", "slab_bounds", "slab_z_range", "INPUT_SIZE"]
 
 SLAB_MM = 16.0
 LEVEL_HU = -500.0
