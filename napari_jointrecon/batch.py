@@ -313,8 +313,8 @@ def network_heap() -> Generator[bool, None, None]:
     Any such setting turns glibc's dynamic mmap threshold off: every block above 128 KiB is mapped
     and unmapped afresh, and each of the network's activations pays its page faults again. Inside
     this block the two thresholds are the ceilings the dynamic rule would reach, which gives the
-    plain process's speed back (``benchmarks/bench_batch.py``: the tasks' denoising time). When the last network running in the
-    process ends, the nanny's setting is put back and the heap's free pages are returned
+    plain process's speed back (``benchmarks/bench_batch.py``: the tasks' denoising time). When the
+    last network running in the process ends, the nanny's setting is put back and the heap's free pages are returned
     (``malloc_trim``): reading, simulating and writing keep the nanny's thrift. Only where that
     variable is set and the C library is glibc.
     """
@@ -340,8 +340,8 @@ def network_heap() -> Generator[bool, None, None]:
 
 
 #: Compression level of the ``.nii.gz`` outputs: the fastest, gzipped with ISA-L
-#: (:func:`napari_jointrecon.io.write.gzip_file`): 0.07 s for a 512 x 512 x 40 study where zlib at
-#: its level 1 took 0.33 s (about 10 % larger files), and zlib at its default level a fifth of a task.
+#: (:func:`napari_jointrecon.io.write.gzip_file`; ``benchmarks/bench_batch.py`` shows the tasks' time
+#: beside denoising).
 BATCH_COMPRESSION = 1
 
 

@@ -98,8 +98,8 @@ def write_image(volume: CTVolume, path: str | os.PathLike, *, overwrite: bool = 
 
     ``compression_level``: zlib's 1 (fastest) to 9 (smallest) for ``.nii.gz`` and ``.mha``; -1 is
     the writer's default. Batch outputs use 1. A ``.nii.gz`` at levels 1 to 3 is gzipped with ISA-L
-    (:func:`gzip_file`), several times faster than zlib on CT (about 10 % larger than zlib's level 1),
-    and reads like any other.
+    (:func:`gzip_file`), faster than zlib at the price of somewhat larger files, and reads like any
+    other.
 
     Returns
     -------

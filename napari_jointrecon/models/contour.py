@@ -165,16 +165,16 @@ def contour_forward(nets: dict, x, full, dose=None):
 
 
 def contour_predict(nets: dict, x, full, dose=None, *, mirror: bool = False):
-    """``(denoised at full size, occupancy probabilities at full size)`` of a batch. ``mirror``: the
-    mean of the networks on the slices and on their left-right mirror images (mirrored back), as
-    they were trained on both (the point models' card's ``contour_sampler`` says whether the product
-    does; chosen on validation)."""
+    """``(denoised at full size, occupancy probabilities at full size)`` of a batch (None for a
+    denoiser alone). ``mirror``: the mean of the networks on the slices and on their left-right
+    mirror images (mirrored back), as they were trained on both (the point models' card's
+    ``contour_sampler`` says whether the product does; chosen on validation)."""
     den, logits = contour_forward(nets, x, full, dose)
-    prob = torch.sigmoid(logits.float())
+    prob = None if logits is None else torch.sigmoid(logits.float())
     if mirror:
         den_m, logits_m = contour_forward(nets, x.flip(-1), full.flip(-1), dose)
         den = 0.5 * (den + den_m.flip(-1))
-        prob = 0.5 * (prob + torch.sigmoid(logits_m.float()).flip(-1))
+        prob = None if prob is None else 0.5 * (prob + torch.sigmoid(logits_m.float()).flip(-1))
     return den, prob
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SIZE_MULTIPLE", "T_TRAIN_MAX", "SECONDS_PER_EVAL_64", "BATCH_VOXELS", "BATCH_BYTES", "SamplerSettings", "DEFAULT_SAMPLER",
-           "ddim_timesteps", "patch_grid", "gaussian_window", "estimate_seconds", "expected_seconds"]
+__all__ = ["SIZE_MULTIPLE", "T_TRAIN_MAX", "SECONDS_PER_EVAL_64", "BATCH_VOXELS", "BATCH_BYTES", "SamplerSettings",
+           "DEFAULT_SAMPLER", "ddim_timesteps", "patch_grid", "gaussian_window", "estimate_seconds", "expected_seconds"]
 
 #: In-plane sizes are padded to a multiple of this (2x2 fold and two in-plane down-samplings).
 SIZE_MULTIPLE = 8

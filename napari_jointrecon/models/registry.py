@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ModelSpec", "SPECS", "WEIGHTS_DIR", "DEFAULT_MODEL", "list_models", "get_spec", "load_model",
-           "card_path", "weights_path", "read_card", "model_role"]
+           "card_path", "weights_path", "read_card", "model_role", "ROLE_ORDER"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "unet"
@@ -187,6 +187,10 @@ def _available(spec: ModelSpec) -> bool:
     return card is not None and weights_path(spec.name).exists()
 
 
+#: The roles in the order every list shows them (:func:`list_models`, the README's table).
+ROLE_ORDER = ("zoo", "classical", "design baseline")
+
+
 def model_role(card: dict) -> str:
     """``"zoo"``: a learned model trained on every real series split by patient whose held-out
     verdict (``heldout_verdict``, written by ``jointrecon evaluate``) says it beats the best
@@ -220,8 +224,7 @@ def list_models() -> list[dict]:
         card.update(name=spec.name, title=spec.title, kind=spec.kind, description=spec.description)
         card["role"] = model_role(card)
         cards.append(card)
-    order = {"zoo": 0, "classical": 1, "design baseline": 2}
-    cards.sort(key=lambda c: order[c["role"]])  # stable: the table's order within a role
+    cards.sort(key=lambda c: ROLE_ORDER.index(c["role"]))  # stable: the table's order within a role
     names = [c["name"] for c in cards]
     default = DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
     for card in cards:

@@ -34,7 +34,8 @@ from .heldout import GRIDS, _table
 from .series import EVAL_SEED, PATIENT_SPLIT, SeriesCache, build_series_caches, quantum_noise
 
 __all__ = ["DIFFUSION_EVAL", "context_stack", "calibration", "diffusion_heldout", "diffusion_markdown",
-           "seconds_per_patch", "diffusion_card_results", "diffusion_verdict", "diffusion_status", "tune_sd_scale"]
+           "seconds_per_patch", "diffusion_card_results", "diffusion_verdict", "diffusion_status",
+           "tune_sd_scale"]
 
 #: The held-out comparison's settings (see the module's docstring).
 DIFFUSION_EVAL = {"crop": 256, "context": 2, "slice_stride": 2, "samples": 8}
@@ -218,9 +219,7 @@ def tune_sd_scale(name: str = "diffusion", *, cache_dir: str | Path = "runs/cach
     of those errors lie within one predicted SD. The crops are made as for the held-out rows (see
     the module's docstring), from every :data:`VALIDATION_STRIDE`-th slice. With ``write`` the
     card's ``sampling.sd_scale`` and ``uncertainty_fit`` are set. Returns the fit."""
-    from ..models.registry import card_path, read_card
-
-    from ..models.registry import get_spec
+    from ..models.registry import card_path, get_spec, read_card
 
     if get_spec(name).recipe != "diffusion":
         raise ValueError(f"{name} gives one answer, not posterior samples: only a diffusion model has an SD to fit")
@@ -347,18 +346,15 @@ def diffusion_verdict(card: dict) -> dict:
     """The card's ``heldout_verdict`` (see :func:`~napari_jointrecon.training.heldout.heldout_verdict`),
     from its ``results``: the mean's gain on the held-out crops against the best classical filter
     tuned on validation, and against the input."""
+    from .heldout import verdict_of
+
     crops = card["results"]["heldout_crops"]
-    name = card["name"]
     doses = [f"{d * 100:g}%" for d in DOSE_LEVELS]
-
-    def gain(label, d):
-        return float(np.mean([r[label][d]["psnr"][0] - r["input"][d]["psnr"][0] for r in crops.values()]))
-
-    classical = [c for c in ("tv", "nlm", "bm3d") if all(c in r for r in crops.values())]
-    wins = sum(gain(name, d) > max(gain(c, d) for c in classical) for d in doses) if classical else 0
-    return {"doses": len(doses) if classical else 0, "beats_best_classical": int(wins),
-            "worse_than_input": int(sum(gain(name, d) < 0 for d in doses)),
-            "measured_by": card["results"].get("measured_by", "")}
+    labels = [label for label in next(iter(crops.values())) if label != "input"
+              and all(label in r for r in crops.values())]
+    gains = {label: {d: float(np.mean([r[label][d]["psnr"][0] - r["input"][d]["psnr"][0] for r in crops.values()]))
+                     for d in doses} for label in labels}
+    return verdict_of(card["name"], gains, card["results"].get("measured_by", ""))
 
 
 def diffusion_status(card: dict) -> str:

@@ -268,21 +268,28 @@ README_BEGIN = "<!-- model table: made by jointrecon evaluate -->"
 README_END = "<!-- end of model table -->"
 
 
+#: The classical filters a learned model's verdict is judged against (tuned on validation).
+CLASSICAL = ("nlm", "tv", "bm3d")
+
+
+def verdict_of(name: str, gains: dict[str, dict], measured_by: str = "") -> dict:
+    """A verdict from mean gains over the input (``{row: {dose: dB}}``, the same doses for every
+    row): at how many doses ``name`` beats the best of the :data:`CLASSICAL` rows there, and at how
+    many it is worse than its input; ``doses`` 0 where ``name`` or every classical row is missing."""
+    classical = [n for n in gains if n in CLASSICAL]
+    doses = list(gains.get(name, {})) if classical else []
+    verdict = {"doses": len(doses),
+               "beats_best_classical": sum(gains[name][d] > max(gains[c][d] for c in classical) for d in doses),
+               "worse_than_input": sum(gains[name][d] < 0 for d in doses)}
+    if measured_by:
+        verdict["measured_by"] = measured_by
+    return verdict
+
+
 def heldout_verdict(name: str, rows: dict, when: str = "") -> dict:
     """How a model fares on the held-out patients (the card's ``heldout_verdict``, which decides
-    :func:`~napari_jointrecon.models.registry.model_role`): at how many doses its mean gain beats
-    the best classical filter (tuned on validation) and at how many it is worse than its input."""
-    summary = heldout_summary(rows)
-    classical = [n for n in summary if n in ("nlm", "tv", "bm3d")]
-    wins = worse = 0
-    if name in summary and classical:
-        wins = sum(summary[name][d] > max(summary[n][d] for n in classical) for d in DOSE_LEVELS)
-        worse = sum(summary[name][d] < 0 for d in DOSE_LEVELS)
-    verdict = {"doses": len(DOSE_LEVELS) if name in summary and classical else 0,
-               "beats_best_classical": int(wins), "worse_than_input": int(worse)}
-    if when:
-        verdict["measured_by"] = f"jointrecon evaluate, {when}"
-    return verdict
+    :func:`~napari_jointrecon.models.registry.model_role`): :func:`verdict_of` its mean gains."""
+    return verdict_of(name, heldout_summary(rows), f"jointrecon evaluate, {when}" if when else "")
 
 
 def model_status(name: str, card: dict) -> str:
@@ -323,9 +330,10 @@ def readme_model_table(rows: dict, cards: dict, speeds: dict[str, float], when: 
              "beats the best classical filter at that dose (tuned on the validation patients).", "",
              "| model | role | gain 10 / 25 / 50 / 70 % (dB) | beats the best classical filter | training | slices/s |",
              "| --- | --- | --- | --- | --- | ---: |"]
-    order = {"zoo": 0, "classical": 1, "design baseline": 2}
-    rows = sorted(summary.items(), key=lambda item: order.get(cards.get(item[0].replace(ESTIMATED, ""), {})
-                                                               .get("role"), 3))  # stable within a role
+    from ..models.registry import ROLE_ORDER
+
+    rows = sorted(summary.items(), key=lambda item: ROLE_ORDER.index(cards.get(item[0].replace(ESTIMATED, ""), {})
+                                                                     .get("role", "design baseline")))  # stable
     for name, gains in rows:
         base = name.replace(ESTIMATED, "")
         card = cards.get(base, {})

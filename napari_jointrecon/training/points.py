@@ -233,8 +233,8 @@ def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = F
     """Denoised slices (model scale, area-averaged to 256) and occupancy probabilities (512, None for
     a denoiser alone) of every slab at ``dose``; ``nets`` as for
     :func:`~napari_jointrecon.models.contour.contour_forward`, or a denoiser alone as ``{"model": net}``;
-    ``mirror``: :func:`~napari_jointrecon.models.contour.contour_predict` (point models only)."""
-    from ..models.contour import contour_forward, contour_predict
+    ``mirror``: :func:`~napari_jointrecon.models.contour.contour_predict`."""
+    from ..models.contour import contour_predict
 
     dens, probs = [], []
     for i in range(0, len(data.centres), 4):
@@ -242,11 +242,7 @@ def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = F
         full = _M(np.stack([data.low(j, dose) for j in idx]))[:, None]
         x = F.avg_pool2d(full, 2)
         d = torch.full((x.shape[0],), float(dose))
-        if mirror:
-            den, prob = contour_predict(nets, x, full, d, mirror=True)
-        else:
-            den, logits = contour_forward(nets, x, full, d)
-            prob = torch.sigmoid(logits) if logits is not None else None
+        den, prob = contour_predict(nets, x, full, d, mirror=mirror)
         dens.append(F.avg_pool2d(den, 2))
         probs.append(prob)
     return torch.cat(dens), (torch.cat(probs) if probs[0] is not None else None)
