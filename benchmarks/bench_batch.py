@@ -38,7 +38,7 @@ import torch
 
 import napari_jointrecon as nj
 from napari_jointrecon import testdata
-from napari_jointrecon.batch import local_cluster_size
+from napari_jointrecon.batch import local_cluster_size, parent_environ_kept
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,15 +98,17 @@ def run_batch(inputs, out: Path, model: str, workers: int, threads_per_worker: i
     from distributed import Client, LocalCluster
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
-    try:
-        with Client(cluster, set_as_default=False) as client:
-            table = nj.batch(inputs, out, models=[model], device="cpu", client=client,
-                             threads=torch_threads, **({"dose": 0.25} | options))
-            peak = max(client.run(_peak_rss).values())
-    finally:
-        cluster.close()
+    # as nj.batch's own cluster: the nanny's OMP_NUM_THREADS=1 must not reach the next baseline's process
+    with parent_environ_kept():
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                               dashboard_address=":0", silence_logs=logging.ERROR)
+        try:
+            with Client(cluster, set_as_default=False) as client:
+                table = nj.batch(inputs, out, models=[model], device="cpu", client=client,
+                                 threads=torch_threads, **({"dose": 0.25} | options))
+                peak = max(client.run(_peak_rss).values())
+        finally:
+            cluster.close()
     return time.perf_counter() - t0, peak, table
 
 

@@ -53,7 +53,7 @@ from .volume import CTVolume
 
 __all__ = ["Study", "BatchProgress", "batch", "iter_batch", "find_studies", "local_cluster_size",
            "dose_label", "output_path", "write_results", "volume_metrics", "denoise_task",
-           "simulate_task", "COLUMNS", "METRIC_COLUMNS", "FORMATS", "INPUT_ROW"]
+           "simulate_task", "parent_environ_kept", "COLUMNS", "METRIC_COLUMNS", "FORMATS", "INPUT_ROW"]
 
 FORMATS = ("nii.gz", "dcm")
 #: The model name of the rows that measure the simulated low-dose input itself (the baseline).
@@ -535,6 +535,29 @@ def _check_workers(client) -> str:
 
 
 @contextlib.contextmanager
+def parent_environ_kept() -> Generator[None, None, None]:
+    """Give this process's environment back as it was, for the variables a Dask nanny sets here.
+
+    Before it spawns a worker, a nanny writes ``distributed.nanny.pre-spawn-environ``
+    (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_``...) into the *parent's*
+    ``os.environ`` and leaves it there. A viewer or script that once ran a LocalCluster would then
+    start every later process on one thread (and torch, imported after it, too).
+    """
+    import dask
+
+    keys = set(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}) | {"PYTHONHASHSEED"}
+    before = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def _connect(client, scheduler: str | None, workers: int | None, tasks: int, threads: int | None):
     """``(client, torch threads per task, note)``: the given client, a client of the cluster at
     ``scheduler``, or a new LocalCluster (closed on exit)."""
@@ -554,18 +577,20 @@ def _connect(client, scheduler: str | None, workers: int | None, tasks: int, thr
             own.close()
         return
     n, per_worker, per_task = local_cluster_size(tasks, workers)
-    cluster = LocalCluster(n_workers=n, threads_per_worker=per_worker, processes=True,
-                           dashboard_address=":0",
-                           silence_logs=logging.ERROR)
-    try:
-        own = Client(cluster, set_as_default=False)
+    # kept while the workers start, and again at the end (a nanny that restarts a worker sets it anew)
+    with parent_environ_kept():
+        with parent_environ_kept():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=per_worker, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
         try:
-            yield own, threads or per_task, (f"local cluster: {n} worker process(es) x {per_worker} "
-                                             f"thread(s), {threads or per_task} torch thread(s) per task")
+            own = Client(cluster, set_as_default=False)
+            try:
+                yield own, threads or per_task, (f"local cluster: {n} worker process(es) x {per_worker} "
+                                                 f"thread(s), {threads or per_task} torch thread(s) per task")
+            finally:
+                own.close()
         finally:
-            own.close()
-    finally:
-        cluster.close()
+            cluster.close()
 
 
 def _dashboard(client) -> str:

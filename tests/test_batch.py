@@ -160,11 +160,21 @@ def test_networks_get_the_heap_where_the_nanny_set_a_trim_threshold():
 
 
 @pytest.mark.slow
-def test_scheduler_and_local_cluster_give_identical_results(cohort, remote_out, tmp_path):
+def test_scheduler_and_local_cluster_give_identical_results(cohort, remote_out, tmp_path, monkeypatch):
+    # a nanny writes OMP_NUM_THREADS=1 and the rest into its parent's environment: the local run
+    # must give it back, or everything started from this process afterwards runs on one thread
+    spawn_env = set(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    assert "OMP_NUM_THREADS" in spawn_env
+    for key in spawn_env:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
     before = _hashes(cohort)
     local_out = tmp_path / "local"
     assert cli.main(["batch", str(cohort), "--out", str(local_out), *RUN]) == 1
     assert _hashes(cohort) == before, "an input file changed"
+    assert os.environ["MKL_NUM_THREADS"] == "2"
+    assert not {k for k in spawn_env if k != "MKL_NUM_THREADS" and k in os.environ}, \
+        {k: os.environ[k] for k in spawn_env if k in os.environ}
 
     remote = pd.read_csv(remote_out / "results.csv")
     local = pd.read_csv(local_out / "results.csv")
