@@ -203,6 +203,42 @@ def _job(app, viewer, probe, label, start, busy, rows):
     return row
 
 
+#: napari's handlers of a layer's insertion, by (file name ending, function name)
+INSERT_PARTS = {
+    "the canvas's node (vispy)": ("_vispy/utils/visual.py", "create_vispy_layer"),
+    "the layer controls": ("qt_layer_controls_container.py", "_add"),
+    "selecting the new layer": ("containers/_selection.py", "active"),
+}
+
+
+def insertion_parts(app, viewer, like) -> dict[str, float]:
+    """Milliseconds of one ``layers.append`` of a copy of the image layer ``like`` (its data shared),
+    under cProfile: the whole call, napari's handlers (:data:`INSERT_PARTS`) and every function of this
+    plugin that napari calls (the docks' handlers of the new layer)."""
+    import cProfile
+    import pstats
+
+    from napari.layers import Image
+
+    layer = Image(like.data, scale=like.scale, translate=like.translate, contrast_limits=like.contrast_limits,
+                  name="profiled add")
+    prof = cProfile.Profile()
+    prof.enable()
+    viewer.layers.append(layer)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # {(file, line, function): (calls, primitive, own s, cumulative s, callers)}
+    parts = {"the whole append": max(v[3] for (f, _, n), v in stats.items() if n == "insert" and
+                                      f.endswith("layerlist.py"))}
+    for label, (end, name) in INSERT_PARTS.items():
+        parts[label] = sum(v[3] for (f, _, n), v in stats.items() if n == name and f.endswith(end))
+    plugin = "napari_jointrecon"
+    parts["this plugin's handlers"] = sum(v[3] for (f, _, _), v in stats.items() if plugin in f and
+                                          not any(plugin in c[0] for c in v[4]))
+    viewer.layers.remove(layer)
+    _spin(app, 0.3)
+    return {k: v * 1000 for k, v in parts.items()}
+
+
 def work_section(args) -> tuple[list[dict], dict]:
     import napari
     import torch
@@ -309,6 +345,9 @@ def work_section(args) -> tuple[list[dict], dict]:
     extra["napari_add_held_ms"] = statistics.median(b[1] for b in base)
     print(f"  napari alone, add_image + first draw of the same {shape[0]}-slice volume: median "
           f"{extra['napari_add_ms']:.0f} ms ({extra['napari_add_held_ms']:.0f}) over 3: the floor of 'adding'")
+    parts = insertion_parts(app, viewer, out)
+    print("  where inserting that layer goes (cProfile, cumulative ms, slowed by the profiler): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in parts.items()))
 
     t1 = time.perf_counter()
     nj.denoise(np.asarray(layer.data), model=model, dose=args.dose)
