@@ -155,7 +155,7 @@ def dock_section() -> list[dict]:
     rows = []
     for name in DOCKS:
         cmd = [sys.executable, __file__, "--open-dock", name]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
         line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
         if res.returncode or not line:
             print(f"  {name}: failed\n{res.stderr[-2000:]}")
