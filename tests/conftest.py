@@ -16,6 +16,11 @@ import pytest
 
 from napari_jointrecon import testdata
 
+# The docks freeze the objects alive once they have loaded (widgets/_loading.py), the viewer among
+# them; napari's test viewers must be collected after each test, so only the test of the freeze
+# turns it on (and gives every object back at its end)
+os.environ.setdefault("JOINTRECON_GC_FREEZE", "0")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = testdata.locate(REPO)  # None where no look-up place holds every file
 SAMPLE_DATA = REPO / "sample_data"

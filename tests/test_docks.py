@@ -83,6 +83,49 @@ def test_background_loading_calls_back_on_the_main_thread(qtbot):
     assert result is None and isinstance(failure, ZeroDivisionError) and where2 == main
 
 
+def test_what_lives_when_loading_ends_leaves_the_full_collections_and_a_removed_layer_is_freed(
+        make_napari_viewer, monkeypatch, qtbot):
+    """Full garbage collections walked every object of napari and torch with the GIL held (200-300 ms):
+    once a dock has loaded, those objects are frozen out of them, and a layer that was alive then
+    is still freed when it is removed."""
+    import gc
+    import weakref
+
+    monkeypatch.setenv("JOINTRECON_GC_FREEZE", "1")
+    viewer = make_napari_viewer()
+    try:
+        early = viewer.add_image(np.zeros((4, 64, 64), np.float32), name="opened before the dock")
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate dose")
+        _wait_loaded(widget)
+        qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=10000)
+        assert gc.get_freeze_count() > 10000  # the viewer's and the imports' objects
+        gone = weakref.ref(early)
+        viewer.layers.remove(early)
+        del early
+        qtbot.waitUntil(lambda: gone() is None, timeout=10000)  # collected, frozen or not
+        assert gc.get_freeze_count() > 10000  # and what still lives is frozen again
+        # a layer opened after the freeze is not frozen: the next full collection frees it
+        late = viewer.add_image(np.zeros((4, 64, 64), np.float32), name="opened after")
+        gone = weakref.ref(late)
+        viewer.layers.remove(late)
+        del late
+        qtbot.wait(50)
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.unfreeze()  # napari's fixture checks that the viewer is collected
+
+
+def test_no_freeze_where_turned_off(monkeypatch):
+    import gc
+
+    from napari_jointrecon.widgets._loading import freeze_long_lived
+
+    monkeypatch.setenv("JOINTRECON_GC_FREEZE", "0")
+    before = gc.get_freeze_count()
+    assert freeze_long_lived() is False and gc.get_freeze_count() == before
+
+
 def test_denoise_dock_is_usable_while_torch_loads(make_napari_viewer):
     viewer = make_napari_viewer()
     ct = _sample(viewer)

@@ -409,7 +409,8 @@ class ThreadedWidget(Container):
         modules, torch = self.preload, self.preload_torch
         self.loading = True
         self._refresh()  # says that it loads
-        load_in_background(job or (lambda: import_modules(modules, torch=torch)), self._loading_done)
+        load_in_background(job or (lambda: import_modules(modules, torch=torch)), self._loading_done,
+                           self._viewer)
 
     def _loading_done(self, result, error) -> None:
         self.loading = False

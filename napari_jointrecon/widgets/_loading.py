@@ -11,25 +11,39 @@ CPython opens a C extension's shared libraries with the GIL held, so importing t
 thread stopped the main thread for the 0.2 s of opening libtorch (its relocations and static
 initialisers). :func:`open_torch_libraries` opens them first through a ctypes call, which releases
 the GIL; the import then finds them loaded.
+
+Once the loading thread has nothing left to do, :func:`freeze_long_lived` moves every object alive
+then (napari's, torch's, SciPy's...: about half a million with every dock open) out of the way of
+CPython's full garbage collections (``gc.freeze``, as the ``gc`` documentation advises for objects
+that live as long as the process). Each full collection otherwise walked all of them, 200-300 ms
+with the GIL held, at moments no dock chooses: while a batch ran, and at every layer napari
+removes (it collects garbage then). A layer alive at that moment is frozen with the rest; when it
+is removed, everything is given back to the collector, collected once and frozen again, so that
+its memory is freed. ``JOINTRECON_GC_FREEZE=0`` turns this off.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["load_in_background", "import_modules", "open_torch_libraries"]
+__all__ = ["load_in_background", "import_modules", "open_torch_libraries", "freeze_long_lived"]
 
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
 _thread: threading.Thread | None = None
 _thread_lock = threading.Lock()
 _relay = None
 _torch_opened = False
+#: the viewers of the docks that loaded in the background, and the layers alive at the last freeze
+_viewers: weakref.WeakSet = weakref.WeakSet()
+_frozen_layers: weakref.WeakSet = weakref.WeakSet()
 
 
 def open_torch_libraries() -> None:
@@ -99,6 +113,49 @@ def _serve() -> None:
         except Exception as exc:  # noqa: BLE001 - handed to the dock, which says it
             result, error = None, exc
         _main_thread_relay().call.emit(lambda d=done, r=result, e=error: _deliver(d, r, e))
+        if _jobs.empty():
+            _main_thread_relay().call.emit(freeze_long_lived)
+
+
+def _freeze_enabled() -> bool:
+    return os.environ.get("JOINTRECON_GC_FREEZE", "1").strip().lower() not in ("0", "false", "no")
+
+
+def freeze_long_lived() -> bool:
+    """On the main thread: freeze the objects alive now (module docstring), and remember the layers
+    of the docks' viewers among them. Returns whether it froze (not with ``JOINTRECON_GC_FREEZE=0``)."""
+    if not _freeze_enabled():
+        return False
+    gc.freeze()
+    for viewer in list(_viewers):
+        _frozen_layers.update(viewer.layers)
+    return True
+
+
+def _layer_removed(event) -> None:
+    if getattr(event, "value", None) not in _frozen_layers:
+        return
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, _collect_and_refreeze)  # after napari's own handlers of the removal
+
+
+def _collect_and_refreeze() -> None:
+    """A frozen layer was removed: its memory is freed by one full collection, then the objects
+    still alive are frozen again."""
+    if gc.get_freeze_count() == 0:
+        return
+    gc.unfreeze()
+    _frozen_layers.clear()
+    gc.collect()
+    freeze_long_lived()
+
+
+def _watch(viewer) -> None:
+    if viewer is None or viewer in _viewers:
+        return
+    _viewers.add(viewer)
+    viewer.layers.events.removed.connect(_layer_removed)
 
 
 def _deliver(done, result, error) -> None:
@@ -109,13 +166,16 @@ def _deliver(done, result, error) -> None:
             raise
 
 
-def load_in_background(job: Callable[[], object], done: Callable[[object, Exception | None], None]) -> None:
+def load_in_background(job: Callable[[], object], done: Callable[[object, Exception | None], None],
+                       viewer=None) -> None:
     """Run ``job()`` in the loading thread, then ``done(result, error)`` on the main thread.
 
-    Call from the main thread (a dock's ``__init__``). ``error`` is None when the job succeeded.
+    Call from the main thread (a dock's ``__init__``; ``viewer``: the dock's, whose layers
+    :func:`freeze_long_lived` looks after). ``error`` is None when the job succeeded.
     """
     global _thread
     _main_thread_relay()  # made here, on the main thread, so that its slot runs there
+    _watch(viewer)
     _jobs.put((job, done))
     with _thread_lock:
         if _thread is None:
