@@ -94,15 +94,16 @@ def test_what_lives_when_loading_ends_leaves_the_full_collections_and_a_removed_
     monkeypatch.setenv("JOINTRECON_GC_FREEZE", "1")
     viewer = make_napari_viewer()
     try:
-        early = viewer.add_image(np.zeros((4, 64, 64), np.float32), name="opened before the dock")
+        early = [viewer.add_image(np.zeros((4, 64, 64), np.float32), name=f"opened before the dock {i}")
+                 for i in range(2)]
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate dose")
         _wait_loaded(widget)
         qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=10000)
         assert gc.get_freeze_count() > 10000  # the viewer's and the imports' objects
-        gone = weakref.ref(early)
-        viewer.layers.remove(early)
+        gone = [weakref.ref(layer) for layer in early]
+        viewer.layers.clear()  # both at once: one collection
         del early
-        qtbot.waitUntil(lambda: gone() is None, timeout=10000)  # collected, frozen or not
+        qtbot.waitUntil(lambda: all(g() is None for g in gone), timeout=10000)  # collected, frozen or not
         assert gc.get_freeze_count() > 10000  # and what still lives is frozen again
         # a layer opened after the freeze is not frozen: the next full collection frees it
         late = viewer.add_image(np.zeros((4, 64, 64), np.float32), name="opened after")

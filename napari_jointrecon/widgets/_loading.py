@@ -44,6 +44,7 @@ _torch_opened = False
 #: the viewers of the docks that loaded in the background, and the layers alive at the last freeze
 _viewers: weakref.WeakSet = weakref.WeakSet()
 _frozen_layers: weakref.WeakSet = weakref.WeakSet()
+_refreeze_pending = False
 
 
 def open_torch_libraries() -> None:
@@ -133,16 +134,20 @@ def freeze_long_lived() -> bool:
 
 
 def _layer_removed(event) -> None:
-    if getattr(event, "value", None) not in _frozen_layers:
+    global _refreeze_pending
+    if _refreeze_pending or getattr(event, "value", None) not in _frozen_layers:
         return
     from qtpy.QtCore import QTimer
 
+    _refreeze_pending = True  # several layers removed at once: one collection for all
     QTimer.singleShot(0, _collect_and_refreeze)  # after napari's own handlers of the removal
 
 
 def _collect_and_refreeze() -> None:
     """A frozen layer was removed: its memory is freed by one full collection, then the objects
     still alive are frozen again."""
+    global _refreeze_pending
+    _refreeze_pending = False
     if gc.get_freeze_count() == 0:
         return
     gc.unfreeze()
