@@ -87,24 +87,37 @@ def test_what_lives_when_loading_ends_leaves_the_full_collections_and_a_removed_
         make_napari_viewer, monkeypatch, qtbot):
     """Full garbage collections walked every object of napari and torch with the GIL held (200-300 ms):
     once a dock has loaded, those objects are frozen out of them, and a layer that was alive then
-    is still freed when it is removed."""
+    is still freed when it is removed, with one collection for several layers removed at once."""
     import gc
     import weakref
 
+    from napari_jointrecon.widgets import _loading
+
     monkeypatch.setenv("JOINTRECON_GC_FREEZE", "1")
+    collections = []
+    real = _loading._collect_and_refreeze
+    monkeypatch.setattr(_loading, "_collect_and_refreeze", lambda: (collections.append(1), real()))
     viewer = make_napari_viewer()
     try:
         early = [viewer.add_image(np.zeros((4, 64, 64), np.float32), name=f"opened before the dock {i}")
-                 for i in range(2)]
+                 for i in range(3)]
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate dose")
         _wait_loaded(widget)
         qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=10000)
         assert gc.get_freeze_count() > 10000  # the viewer's and the imports' objects
-        gone = [weakref.ref(layer) for layer in early]
-        viewer.layers.clear()  # both at once: one collection
+        gone = [weakref.ref(layer) for layer in early[:2]]
+        kept = early[2]
+        viewer.layers.clear()  # all three at once: one collection
         del early
         qtbot.waitUntil(lambda: all(g() is None for g in gone), timeout=10000)  # collected, frozen or not
-        assert gc.get_freeze_count() > 10000  # and what still lives is frozen again
+        assert collections == [1]
+        # the third is still held here: nothing is frozen until it is gone, or it would never be freed
+        assert gc.get_freeze_count() == 0
+        gone = weakref.ref(kept)
+        del kept
+        gc.collect()
+        assert gone() is None
+        qtbot.waitUntil(lambda: gc.get_freeze_count() > 10000, timeout=10000)  # then frozen again
         # a layer opened after the freeze is not frozen: the next full collection frees it
         late = viewer.add_image(np.zeros((4, 64, 64), np.float32), name="opened after")
         gone = weakref.ref(late)
@@ -112,7 +125,7 @@ def test_what_lives_when_loading_ends_leaves_the_full_collections_and_a_removed_
         del late
         qtbot.wait(50)
         gc.collect()
-        assert gone() is None
+        assert gone() is None and collections == [1]
     finally:
         gc.unfreeze()  # napari's fixture checks that the viewer is collected
 

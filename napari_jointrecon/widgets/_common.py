@@ -410,7 +410,7 @@ class ThreadedWidget(Container):
         self.loading = True
         self._refresh()  # says that it loads
         load_in_background(job or (lambda: import_modules(modules, torch=torch)), self._loading_done,
-                           self._viewer)
+                           self._viewer, self.native)
 
     def _loading_done(self, result, error) -> None:
         self.loading = False

@@ -18,8 +18,10 @@ CPython's full garbage collections (``gc.freeze``, as the ``gc`` documentation a
 that live as long as the process). Each full collection otherwise walked all of them, 200-300 ms
 with the GIL held, at moments no dock chooses: while a batch ran, and at every layer napari
 removes (it collects garbage then). A layer alive at that moment is frozen with the rest; when it
-is removed, everything is given back to the collector, collected once and frozen again, so that
-its memory is freed. ``JOINTRECON_GC_FREEZE=0`` turns this off.
+is removed (or a dock closed), everything is given back to the collector, collected once and
+frozen again, so that its memory is freed; while a removed layer is still held somewhere after that
+collection, nothing is frozen until it is gone. Layers of a viewer without any of the plugin's docks
+are not looked after. ``JOINTRECON_GC_FREEZE=0`` turns this off.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ _torch_opened = False
 #: the viewers of the docks that loaded in the background, and the layers alive at the last freeze
 _viewers: weakref.WeakSet = weakref.WeakSet()
 _frozen_layers: weakref.WeakSet = weakref.WeakSet()
-_refreeze_pending = False
+#: frozen layers removed since the last collection, those still held by something after it, and
+#: the docks whose closing makes everything collectable again
+_removed: weakref.WeakSet = weakref.WeakSet()
+_held: weakref.WeakSet = weakref.WeakSet()
+_docks: weakref.WeakSet = weakref.WeakSet()
+_collect_pending = False
 
 
 def open_torch_libraries() -> None:
@@ -115,48 +122,77 @@ def _serve() -> None:
             result, error = None, exc
         _main_thread_relay().call.emit(lambda d=done, r=result, e=error: _deliver(d, r, e))
         if _jobs.empty():
-            _main_thread_relay().call.emit(freeze_long_lived)
+            _post(freeze_long_lived)
 
 
 def _freeze_enabled() -> bool:
-    return os.environ.get("JOINTRECON_GC_FREEZE", "1").strip().lower() not in ("0", "false", "no")
+    return os.environ.get("JOINTRECON_GC_FREEZE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def freeze_long_lived() -> bool:
     """On the main thread: freeze the objects alive now (module docstring), and remember the layers
-    of the docks' viewers among them. Returns whether it froze (not with ``JOINTRECON_GC_FREEZE=0``)."""
-    if not _freeze_enabled():
+    of the docks' viewers among them. Returns whether it froze: not with ``JOINTRECON_GC_FREEZE=0``,
+    nor while a removed layer that was frozen is still held somewhere (it would never be freed)."""
+    if not _freeze_enabled() or len(_held):
         return False
+    gc.collect(1)  # the young garbage goes first
     gc.freeze()
     for viewer in list(_viewers):
         _frozen_layers.update(viewer.layers)
     return True
 
 
-def _layer_removed(event) -> None:
-    global _refreeze_pending
-    if _refreeze_pending or getattr(event, "value", None) not in _frozen_layers:
-        return
-    from qtpy.QtCore import QTimer
+def _post(fn) -> None:
+    """Run ``fn`` on the main thread after what is queued there now (from any thread; the relay's
+    signal would call it at once from the main thread itself)."""
+    if threading.current_thread() is threading.main_thread():
+        from qtpy.QtCore import QTimer
 
-    _refreeze_pending = True  # several layers removed at once: one collection for all
-    QTimer.singleShot(0, _collect_and_refreeze)  # after napari's own handlers of the removal
+        QTimer.singleShot(0, fn)
+    else:
+        _main_thread_relay().call.emit(fn)
+
+
+def _layer_removed(event) -> None:
+    global _collect_pending
+    layer = getattr(event, "value", None)
+    if layer not in _frozen_layers:
+        return
+    _removed.add(layer)
+    if not _collect_pending:  # several layers removed at once: one collection for all
+        _collect_pending = True
+        _post(_collect_and_refreeze)  # after napari's own handlers of the removal
+
+
+def _dock_closed(*_) -> None:
+    """A dock (or its viewer's window) was closed: what was frozen with it must be collectable."""
+    global _collect_pending
+    if gc.get_freeze_count() and not _collect_pending:
+        _collect_pending = True
+        _post(_collect_and_refreeze)
 
 
 def _collect_and_refreeze() -> None:
-    """A frozen layer was removed: its memory is freed by one full collection, then the objects
-    still alive are frozen again."""
-    global _refreeze_pending
-    _refreeze_pending = False
-    if gc.get_freeze_count() == 0:
-        return
+    """Give every frozen object back to the collector and collect once, which frees the removed
+    layers; then freeze what is still alive, unless a removed layer is still held somewhere: then
+    the freeze waits until that layer is gone."""
+    global _collect_pending
+    _collect_pending = False
     gc.unfreeze()
     _frozen_layers.clear()
     gc.collect()
+    for layer in list(_removed):
+        if layer not in _held:
+            _held.add(layer)
+            weakref.finalize(layer, _post, freeze_long_lived).atexit = False
+    _removed.clear()
     freeze_long_lived()
 
 
-def _watch(viewer) -> None:
+def _watch(viewer, widget=None) -> None:
+    if widget is not None and widget not in _docks:
+        _docks.add(widget)
+        widget.destroyed.connect(_dock_closed)
     if viewer is None or viewer in _viewers:
         return
     _viewers.add(viewer)
@@ -172,15 +208,16 @@ def _deliver(done, result, error) -> None:
 
 
 def load_in_background(job: Callable[[], object], done: Callable[[object, Exception | None], None],
-                       viewer=None) -> None:
+                       viewer=None, widget=None) -> None:
     """Run ``job()`` in the loading thread, then ``done(result, error)`` on the main thread.
 
-    Call from the main thread (a dock's ``__init__``; ``viewer``: the dock's, whose layers
-    :func:`freeze_long_lived` looks after). ``error`` is None when the job succeeded.
+    Call from the main thread (a dock's ``__init__``; ``viewer`` and ``widget``: the dock's viewer,
+    whose layers :func:`freeze_long_lived` looks after, and its Qt widget, whose closing gives the
+    frozen objects back to the collector). ``error`` is None when the job succeeded.
     """
     global _thread
     _main_thread_relay()  # made here, on the main thread, so that its slot runs there
-    _watch(viewer)
+    _watch(viewer, widget)
     _jobs.put((job, done))
     with _thread_lock:
         if _thread is None:

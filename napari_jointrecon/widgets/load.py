@@ -58,7 +58,8 @@ class LoadWidget(Container):
         self.window_box.changed.connect(self._window_changed)
         plugin_dock(self)
         # the readers (pydicom, SimpleITK) load in the background, not at the first Scan
-        load_in_background(lambda: import_modules(["napari_jointrecon.io"]), lambda *_: None, self._viewer)
+        load_in_background(lambda: import_modules(["napari_jointrecon.io"]), lambda *_: None, self._viewer,
+                           self.native)
 
     # state ------------------------------------------------------------------------------------
     @property

@@ -78,7 +78,8 @@ class MetricsWidget(Container):
         # on the main thread; the plot is added when they are there
         load_in_background(lambda: import_modules(["napari_jointrecon.metrics", "matplotlib.figure",
                                                    "matplotlib.backends.backend_qtagg"]),
-                           lambda _result, error: self._add_plot() if error is None else None, self._viewer)
+                           lambda _result, error: self._add_plot() if error is None else None, self._viewer,
+                           self.native)
 
     # choices ----------------------------------------------------------------------------------
     def _images(self, _w=None):
