@@ -75,9 +75,9 @@ class TrainConfig:
 
 #: Steps and time budgets per model. ``unet`` and ``nafnet_anatomy`` train on every real series split
 #: by patient, for hours (resumable across sessions). The design baselines get their fair runs on the
-#: same split one at a time: ``resnet`` and ``nafnet`` (conditioned on the noise to remove, like
-#: ``unet``) have had theirs, ``nafnet_nodose`` and ``autoencoder`` follow; ``redcnn`` and ``cncl``
-#: still have the 4-12 minute chest recipe.
+#: same split one at a time: ``resnet``, ``nafnet`` (conditioned on the noise to remove, like
+#: ``unet``), ``nafnet_nodose`` and ``autoencoder`` have had theirs (all still lose); ``redcnn`` and
+#: ``cncl`` still have the 4-12 minute chest recipe.
 DEFAULT_CONFIGS = {
     "unet": TrainConfig(steps=25000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
     "autoencoder": TrainConfig(steps=12000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
