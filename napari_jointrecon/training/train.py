@@ -76,8 +76,9 @@ class TrainConfig:
 #: Steps and time budgets per model. ``unet`` and ``nafnet_anatomy`` train on every real series split
 #: by patient, for hours (resumable across sessions). The design baselines get their fair runs on the
 #: same split one at a time: ``resnet``, ``nafnet`` (conditioned on the noise to remove, like
-#: ``unet``), ``nafnet_nodose`` and ``autoencoder`` have had theirs (all still lose); ``redcnn`` and
-#: ``cncl`` still have the 4-12 minute chest recipe.
+#: ``unet``), ``nafnet_nodose`` and ``autoencoder`` have had theirs (all still lose); ``redcnn``
+#: (about 1 s a step: 96-pixel patches, more than one session) has started its; ``cncl`` still has
+#: the 6-minute chest recipe.
 DEFAULT_CONFIGS = {
     "unet": TrainConfig(steps=25000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
     "autoencoder": TrainConfig(steps=12000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
@@ -87,7 +88,7 @@ DEFAULT_CONFIGS = {
                                  bf16=True),
     "nafnet_anatomy": TrainConfig(steps=40000, patch=128, val_every=1000, log_every=200, data="series", bf16=True,
                                   time_budget_s=5400),
-    "redcnn": TrainConfig(steps=1500, patch=64, batch=12, time_budget_s=360),
+    "redcnn": TrainConfig(steps=8000, patch=96, val_every=500, log_every=100, data="series", bf16=True),
     "cncl": TrainConfig(steps=2000, time_budget_s=420),
 }
 
