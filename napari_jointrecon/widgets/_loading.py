@@ -153,23 +153,26 @@ def _post(fn) -> None:
         _main_thread_relay().call.emit(fn)
 
 
-def _layer_removed(event) -> None:
+def _schedule_collection() -> None:
+    """One :func:`_collect_and_refreeze` on the main thread, after what is queued there now (after
+    napari's own handlers of a removal; several removals at once share it)."""
     global _collect_pending
-    layer = getattr(event, "value", None)
-    if layer not in _frozen_layers:
-        return
-    _removed.add(layer)
-    if not _collect_pending:  # several layers removed at once: one collection for all
+    if not _collect_pending:
         _collect_pending = True
-        _post(_collect_and_refreeze)  # after napari's own handlers of the removal
+        _post(_collect_and_refreeze)
+
+
+def _layer_removed(event) -> None:
+    layer = getattr(event, "value", None)
+    if layer in _frozen_layers:
+        _removed.add(layer)
+        _schedule_collection()
 
 
 def _dock_closed(*_) -> None:
     """A dock (or its viewer's window) was closed: what was frozen with it must be collectable."""
-    global _collect_pending
-    if gc.get_freeze_count() and not _collect_pending:
-        _collect_pending = True
-        _post(_collect_and_refreeze)
+    if gc.get_freeze_count():
+        _schedule_collection()
 
 
 def _collect_and_refreeze() -> None:
