@@ -125,3 +125,32 @@ def test_conditioning_of_a_dose_model_and_a_classical_filter():
     assert inference.conditioning_for("tv", img, 0.5).value == 0.5
     est = inference.conditioning_for("tv", img, "estimate")
     assert est.estimated and est.value == estimate_dose(img)[0] and est.noise_sd is None
+
+
+@pytest.mark.parametrize("shape,size", [((512, 512), 16), ((203, 170), 16), ((100, 131), 32)])
+def test_flat_patches_choose_as_sliding_windows_over_the_smoothed_slice_do(shape, size):
+    """The block shortcut of flat_patches gives the patches a direct sliding-window computation gives."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    from scipy import ndimage
+
+    img = _body(np.random.default_rng(3).normal(0, 25, shape).astype(np.float32))
+    img[: shape[0] // 3, : shape[1] // 4] += 250.0  # a brighter corner: some windows leave soft tissue
+    got = noise.flat_patches(img, size, fraction=0.5)
+    smooth = ndimage.gaussian_filter(img, noise.SELECT_SIGMA).astype(np.float64)
+    win = sliding_window_view(smooth, (size, size))[:: size // 2, :: size // 2]
+    ok = (win.min(axis=(2, 3)) > -200) & (win.max(axis=(2, 3)) < 300)
+    sd = win.std(axis=(2, 3))
+    cands = sorted((sd[i, j], i * (size // 2), j * (size // 2)) for i, j in zip(*np.nonzero(ok)))
+    want = [(y, x) for _, y, x in cands[:max(min(len(cands), 4), int(len(cands) * 0.5))][:64]]
+    assert len(got) == len(want) >= 4 and set(got) == set(want)
+    with pytest.raises(ValueError, match="even"):
+        noise.flat_patches(img, 15)
+
+
+def test_detrend_removes_a_plane_exactly():
+    yy, xx = np.mgrid[0:16, 0:16].astype(np.float32)
+    rng = np.random.default_rng(0)
+    residual = rng.normal(0, 1, (3, 16, 16)).astype(np.float32)
+    residual = noise._detrend(residual)  # a residual with no plane in it stays as it is
+    planes = np.stack([a + b * yy + c * xx for a, b, c in rng.normal(0, 50, (3, 3))])
+    assert np.allclose(noise._detrend(planes + residual), residual, atol=1e-3)

@@ -451,6 +451,7 @@ def test_metrics_panel_equals_the_api_and_exports(before_after, qtbot, tmp_path)
     assert not any(rows[group][1:])
     psnr = next(r for r in rows[group + 1:] if r[0] == "psnr")
     assert psnr[2] == "dB" and float(psnr[1]) == pytest.approx(api["psnr"], rel=1e-3)
+    assert widget._canvas is None or widget._canvas.isHidden()  # no empty plot before a curve
     worker = widget.measure_volume()
     assert worker is not None
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
@@ -458,6 +459,7 @@ def test_metrics_panel_equals_the_api_and_exports(before_after, qtbot, tmp_path)
     per = [M.image_metrics(np.asarray(after.data[k]), np.asarray(ct.data[k]))["psnr"] for k in range(48)]
     assert vol["psnr"] == pytest.approx(np.mean(per)) and vol["psnr std"] == pytest.approx(np.std(per, ddof=1))
     assert widget._canvas is not None and len(widget._axes.lines[0].get_xdata()) == 48
+    assert not widget._canvas.isHidden()
     assert widget.results["run"]["model"] == "tv"
     path = widget.export(tmp_path / "m.json")
     data = json.loads(path.read_text())

@@ -12,15 +12,16 @@ thread stopped the main thread for the 0.2 s of opening libtorch (its relocation
 initialisers). :func:`open_torch_libraries` opens them first through a ctypes call, which releases
 the GIL; the import then finds them loaded.
 
-Once the loading thread has nothing left to do, :func:`freeze_long_lived` moves every object alive
-then (napari's, torch's, SciPy's...: about half a million with every dock open) out of the way of
-CPython's full garbage collections (``gc.freeze``, as the ``gc`` documentation advises for objects
-that live as long as the process). Each full collection otherwise walked all of them, 200-300 ms
-with the GIL held, at moments no dock chooses: while a batch ran, and at every layer napari
-removes (it collects garbage then). A layer alive at that moment is frozen with the rest; when it
-is removed (or a dock closed), everything is given back to the collector, collected once and
-frozen again, so that its memory is freed; while a removed layer is still held somewhere after that
-collection, nothing is frozen until it is gone. Layers of a viewer without any of the plugin's docks
+When a dock hands over a job, and again once the loading thread has nothing left to do,
+:func:`freeze_long_lived` moves every object alive then (napari's, torch's, SciPy's...: about half a
+million with every dock open) out of the way of CPython's full garbage collections (``gc.freeze``,
+as the ``gc`` documentation advises for objects that live as long as the process). Each full
+collection otherwise walked all of them, 200-300 ms with the GIL held, at moments no dock chooses:
+while a batch ran, at every layer napari removes (it collects garbage then), and while a dock's
+imports ran (a full collection walking napari's viewer, 120-140 ms). A layer alive at that moment
+is frozen with the rest; when it is removed (or a dock closed), everything is given back to the
+collector, collected once and frozen again, so that its memory is freed; while a removed layer is
+still held somewhere after that collection, nothing is frozen until it is gone. Layers of a viewer without any of the plugin's docks
 are not looked after. ``JOINTRECON_GC_FREEZE=0`` turns this off.
 """
 
@@ -221,6 +222,9 @@ def load_in_background(job: Callable[[], object], done: Callable[[object, Except
     global _thread
     _main_thread_relay()  # made here, on the main thread, so that its slot runs there
     _watch(viewer, widget)
+    # what is alive now (napari's viewer) stays out of the full collections that the imports of the
+    # job set off, 120-140 ms each otherwise; the objects the job makes are frozen when it ends
+    freeze_long_lived()
     _jobs.put((job, done))
     with _thread_lock:
         if _thread is None:

@@ -119,6 +119,9 @@ class MetricsWidget(Container):
         self._axes = fig.add_subplot(111)
         self._canvas = FigureCanvasQTAgg(fig)
         self._canvas.setMinimumHeight(130)
+        # shown with the first per-slice curve: an empty plot would only take the table's room
+        # (and its first draw, 60-100 ms, would stall the viewer as the dock opens)
+        self._canvas.hide()
         self.native.layout().addWidget(self._canvas)
 
     def _say(self, text: str) -> None:
@@ -332,6 +335,7 @@ class MetricsWidget(Container):
         ax.set_xlabel("slice")
         ax.set_ylabel("PSNR (dB)")
         ax.grid(alpha=0.3)
+        self._canvas.show()
         self._canvas.draw_idle()
 
     # point clouds -----------------------------------------------------------------------------
