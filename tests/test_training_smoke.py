@@ -103,16 +103,17 @@ def test_series_sampler_conditions_on_the_inserted_noise(tiny_series):
     assert float(ratio.median()) == pytest.approx(1.0, rel=0.35)  # patches of a spatially varying noise
 
 
-def test_series_training_runs_in_bf16_and_resumes(tmp_path, tiny_series):
+@pytest.mark.parametrize("name", ["unet", "cncl"])  # cncl: the GAN recipe's generator and discriminator
+def test_series_training_runs_in_bf16_and_resumes(tmp_path, tiny_series, name):
     cfg = TrainConfig(steps=6, batch=2, patch=32, val_every=3, log_every=3, data="series", bf16=True)
-    summary = train("unet", tmp_path / "unet", config=cfg, caches=tiny_series)
+    summary = train(name, tmp_path / name, config=cfg, caches=tiny_series)
     assert summary["steps"] == 6 and np.isfinite(summary["best_val_psnr_mean"])
     assert set(summary["series"]) == {"a", "b"} and summary["series"]["b"]["split"] == "val"
     assert [h["step"] for h in summary["history"]] == [3, 6] and set(summary["history"][0]) == {"step", "10", "25", "50", "70"}
-    saved = torch.load(tmp_path / "unet" / "checkpoint.pt", weights_only=False)
+    saved = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
     assert {"model", "opt", "state", "sampler", "torch_rng", "config"} <= set(saved)
-    again = train("unet", tmp_path / "unet", config=cfg, caches=tiny_series)
-    assert "resumed unet at step 6" in (tmp_path / "unet" / "train.log").read_text()
+    again = train(name, tmp_path / name, config=cfg, caches=tiny_series)
+    assert f"resumed {name} at step 6" in (tmp_path / name / "train.log").read_text()
     assert again["history"] == summary["history"]
 
 

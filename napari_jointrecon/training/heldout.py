@@ -206,11 +206,16 @@ def _gain(table, name, dose, key="_psnr") -> float:
     return float(np.mean(np.array(r[key]) - np.array(ref)))
 
 
+def patient_gains(rows: dict) -> dict[str, dict[str, dict[float, float]]]:
+    """Mean PSNR gain over the input per test patient (series), row and dose."""
+    return {series: {name: {d: _gain(r["table"], name, d) for d in DOSE_LEVELS} for name in r["table"]
+                     if name != "input"} for series, r in rows.items()}
+
+
 def heldout_summary(rows: dict) -> dict[str, dict[float, float]]:
     """Mean PSNR gain over the input per row and dose, averaged over the test patients."""
-    names = list(next(iter(rows.values()))["table"])
-    return {name: {d: float(np.mean([_gain(r["table"], name, d) for r in rows.values()])) for d in DOSE_LEVELS}
-            for name in names if name != "input"}
+    each = list(patient_gains(rows).values())
+    return {name: {d: float(np.mean([g[name][d] for g in each])) for d in DOSE_LEVELS} for name in each[0]}
 
 
 def heldout_markdown(rows: dict, cards: dict) -> list[str]:
@@ -272,15 +277,18 @@ README_END = "<!-- end of model table -->"
 CLASSICAL = ("nlm", "tv", "bm3d")
 
 
-def verdict_of(name: str, gains: dict[str, dict], measured_by: str = "") -> dict:
+def verdict_of(name: str, gains: dict[str, dict], measured_by: str = "",
+               per_patient: list[dict[str, dict]] | None = None) -> dict:
     """A verdict from mean gains over the input (``{row: {dose: dB}}``, the same doses for every
     row): at how many doses ``name`` beats the best of the :data:`CLASSICAL` rows there, and at how
-    many it is worse than its input; ``doses`` 0 where ``name`` or every classical row is missing."""
+    many it is worse than its input: on average, or for any one patient of ``per_patient`` (the
+    same gains patient by patient); ``doses`` 0 where ``name`` or every classical row is missing."""
     classical = [n for n in gains if n in CLASSICAL]
     doses = list(gains.get(name, {})) if classical else []
+    each = [g[name] for g in per_patient or [] if name in g]
     verdict = {"doses": len(doses),
                "beats_best_classical": sum(gains[name][d] > max(gains[c][d] for c in classical) for d in doses),
-               "worse_than_input": sum(gains[name][d] < 0 for d in doses)}
+               "worse_than_input": sum(gains[name][d] < 0 or any(g[d] < 0 for g in each) for d in doses)}
     if measured_by:
         verdict["measured_by"] = measured_by
     return verdict
@@ -288,8 +296,10 @@ def verdict_of(name: str, gains: dict[str, dict], measured_by: str = "") -> dict
 
 def heldout_verdict(name: str, rows: dict, when: str = "") -> dict:
     """How a model fares on the held-out patients (the card's ``heldout_verdict``, which decides
-    :func:`~napari_jointrecon.models.registry.model_role`): :func:`verdict_of` its mean gains."""
-    return verdict_of(name, heldout_summary(rows), f"jointrecon evaluate, {when}" if when else "")
+    :func:`~napari_jointrecon.models.registry.model_role`): :func:`verdict_of` its mean gains, and
+    worse than its input at a dose where it is so for any one patient."""
+    return verdict_of(name, heldout_summary(rows), f"jointrecon evaluate, {when}" if when else "",
+                      list(patient_gains(rows).values()))
 
 
 def model_status(name: str, card: dict) -> str:
