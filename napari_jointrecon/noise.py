@@ -51,9 +51,9 @@ def flat_patches(hu2d: np.ndarray, size: int = PATCH, max_patches: int = 64,
                  fraction: float = FLATTEST) -> list[tuple[int, int]]:
     """Top-left corners of flat soft-tissue patches of a 2D slice in HU: of the patches (half
     overlapping) that lie wholly in -200..300 HU after smoothing, the ``fraction`` with the least
-    smoothed structure (at least four), at most ``max_patches``. ``size`` is even."""
-    if size % 2:
-        raise ValueError(f"the patch size must be even, got {size}")
+    smoothed structure (at least four), at most ``max_patches``. ``size`` is even and positive."""
+    if size <= 0 or size % 2:
+        raise ValueError(f"the patch size must be even and positive, got {size}")
     img = np.asarray(hu2d, dtype=np.float32)
     h, w = img.shape
     if h < size or w < size:
@@ -83,18 +83,23 @@ def flat_patches(hu2d: np.ndarray, size: int = PATCH, max_patches: int = 64,
 
 
 @lru_cache(maxsize=8)
-def _plane_residual(s: int) -> np.ndarray:
-    """``(s * s, s * s)`` matrix that takes a flattened patch to its residual after a least-squares plane."""
+def _plane_fit(s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The plane basis ``a`` (``(s * s, 3)``: 1, row, column) of an ``s x s`` patch and its
+    pseudo-inverse (``(3, s * s)``), read-only."""
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
     a = np.stack([np.ones(s * s), yy.ravel(), xx.ravel()], 1)
-    return np.eye(s * s) - a @ np.linalg.pinv(a)
+    pinv = np.linalg.pinv(a)
+    a.setflags(write=False)
+    pinv.setflags(write=False)
+    return a, pinv
 
 
 def _detrend(patches: np.ndarray) -> np.ndarray:
     """Remove a least-squares plane from each patch ``(n, s, s)``."""
     n, s, _ = patches.shape
+    a, pinv = _plane_fit(s)
     flat = patches.reshape(n, -1).astype(np.float64)
-    return (flat @ _plane_residual(s).T).reshape(n, s, s).astype(np.float32)
+    return (flat - (flat @ pinv.T) @ a.T).reshape(n, s, s).astype(np.float32)
 
 
 def patch_stack(img2d: np.ndarray, corners, size: int = PATCH) -> np.ndarray:

@@ -171,3 +171,18 @@ def test_default_model_beats_tuned_nlm_on_a_held_out_patient(heldout_pair):
     nlm = np.mean([psnr(o, fu) for o, fu in zip(nj.denoise(low, model="nlm", dose=0.25), full)]) - base
     assert nlm > 0  # the best classical filter on the test patients (docs/RESULTS.md)
     assert gain[0.25] > nlm + 1.0 and gain["estimate"] > nlm + 1.0, (gain, nlm)
+
+
+def test_cncl_draws_its_image_in_fp32_under_bf16_autocast():
+    """The fusion layer makes the image itself: in bf16 (8-bit mantissa) it would come in steps of
+    about 8 HU at soft tissue."""
+    import torch
+
+    from napari_jointrecon.models.cncl import CNCL
+
+    net = CNCL().eval()  # untrained, both branches are the identity: the fused image is the input
+    x = torch.rand(1, 1, 64, 64) * 0.1 + 0.5
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+    assert y.dtype == torch.float32
+    assert torch.allclose(y, x, atol=1e-6)

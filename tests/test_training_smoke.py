@@ -104,9 +104,16 @@ def test_series_sampler_conditions_on_the_inserted_noise(tiny_series):
 
 
 @pytest.mark.parametrize("name", ["unet", "cncl"])  # cncl: the GAN recipe's generator and discriminator
-def test_series_training_runs_in_bf16_and_resumes(tmp_path, tiny_series, name):
+def test_series_training_runs_in_bf16_and_resumes(tmp_path, tiny_series, name, monkeypatch):
+    from napari_jointrecon.models.cncl import PatchDiscriminator
+
+    scores = []
+    forward = PatchDiscriminator.forward
+    monkeypatch.setattr(PatchDiscriminator, "forward", lambda self, x: scores.append(forward(self, x)) or scores[-1])
     cfg = TrainConfig(steps=6, batch=2, patch=32, val_every=3, log_every=3, data="series", bf16=True)
     summary = train(name, tmp_path / name, config=cfg, caches=tiny_series)
+    if name == "cncl":  # the discriminator ran under bf16 autocast too
+        assert scores and all(s.dtype == torch.bfloat16 for s in scores)
     assert summary["steps"] == 6 and np.isfinite(summary["best_val_psnr_mean"])
     assert set(summary["series"]) == {"a", "b"} and summary["series"]["b"]["split"] == "val"
     assert [h["step"] for h in summary["history"]] == [3, 6] and set(summary["history"][0]) == {"step", "10", "25", "50", "70"}

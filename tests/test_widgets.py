@@ -451,7 +451,8 @@ def test_metrics_panel_equals_the_api_and_exports(before_after, qtbot, tmp_path)
     assert not any(rows[group][1:])
     psnr = next(r for r in rows[group + 1:] if r[0] == "psnr")
     assert psnr[2] == "dB" and float(psnr[1]) == pytest.approx(api["psnr"], rel=1e-3)
-    assert widget._canvas is None or widget._canvas.isHidden()  # no empty plot before a curve
+    qtbot.waitUntil(lambda: widget._canvas is not None, timeout=30000)  # matplotlib loaded
+    assert widget._canvas.isHidden()  # no empty plot before a curve
     worker = widget.measure_volume()
     assert worker is not None
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
@@ -476,6 +477,8 @@ def test_metrics_panel_equals_the_api_and_exports(before_after, qtbot, tmp_path)
     assert per_slice[0][:2] == ["slice", "psnr (dB)"] and len(per_slice) == 49
     assert float(per_slice[1][1]) == pytest.approx(per[0])
     assert widget.export(tmp_path / "m.txt") is None
+    widget.measure_slice()
+    assert widget._canvas.isHidden()  # a slice's measurement has no curve: the volume's goes
 
 
 def test_noise_and_cnr_in_drawn_regions(make_napari_viewer):

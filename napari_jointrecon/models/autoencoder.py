@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .blocks import conv3
+from .blocks import conv3, in_fp32
 
 __all__ = ["ConvAutoencoder"]
 
@@ -32,4 +32,4 @@ class ConvAutoencoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, dose: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        return in_fp32(self.decoder[-1], self.decoder[:-1](self.encoder(x)))  # the image itself

@@ -26,6 +26,14 @@ def model_to_hu(x: torch.Tensor) -> torch.Tensor:
     return x * 2000.0 - 1000.0
 
 
+def in_fp32(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``layer(h)`` in fp32 even under bf16 autocast: for a network's last layer when its output is
+    the image itself (not a residual subtracted in fp32), which bf16's 8-bit mantissa would round
+    to steps of about 8 HU at soft tissue (16 HU at bone)."""
+    with torch.autocast(h.device.type, enabled=False):
+        return layer(h.float())
+
+
 def conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 

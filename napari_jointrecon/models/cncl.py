@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .blocks import in_fp32
 from .unet import UNetDenoiser
 
 __all__ = ["CNCL", "PatchDiscriminator"]
@@ -31,7 +32,7 @@ class CNCL(nn.Module):
     def forward(self, x: torch.Tensor, dose: torch.Tensor | None = None) -> torch.Tensor:
         content = self.content(x)
         noise = x - self.noise(x)
-        return self.fuse(torch.cat([content, x - noise], dim=1))
+        return in_fp32(self.fuse, torch.cat([content.float(), (x - noise).float()], dim=1))  # the image itself
 
 
 class PatchDiscriminator(nn.Module):

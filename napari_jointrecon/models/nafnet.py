@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .blocks import DoseEmbedding
+from .blocks import DoseEmbedding, in_fp32
 
 __all__ = ["NAFNet", "NAFBlock"]
 
@@ -128,8 +128,9 @@ class NAFNet(nn.Module):
         s1, s2, m = latent
         d2 = self._run(self.dec2, self.up2(m) + s2, None)
         d1 = self._run(self.dec1, self.up1(d2) + s1, None)
-        out = self.shuffle(self.ending(d1))
-        return x - out if self.residual else out
+        if self.residual:  # the noise, subtracted in fp32
+            return x - self.shuffle(self.ending(d1))
+        return self.shuffle(in_fp32(self.ending, d1))  # the image itself
 
     def forward(self, x: torch.Tensor, dose: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(x, self.encode(x, dose))

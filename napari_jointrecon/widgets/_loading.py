@@ -21,8 +21,8 @@ while a batch ran, at every layer napari removes (it collects garbage then), and
 imports ran (a full collection walking napari's viewer, 120-140 ms). A layer alive at that moment
 is frozen with the rest; when it is removed (or a dock closed), everything is given back to the
 collector, collected once and frozen again, so that its memory is freed; while a removed layer is
-still held somewhere after that collection, nothing is frozen until it is gone. Layers of a viewer without any of the plugin's docks
-are not looked after. ``JOINTRECON_GC_FREEZE=0`` turns this off.
+still held somewhere after that collection, nothing is frozen until it is gone. Layers of a viewer
+without any of the plugin's docks are not looked after. ``JOINTRECON_GC_FREEZE=0`` turns this off.
 """
 
 from __future__ import annotations
@@ -122,6 +122,9 @@ def _serve() -> None:
         except Exception as exc:  # noqa: BLE001 - handed to the dock, which says it
             result, error = None, exc
         _main_thread_relay().call.emit(lambda d=done, r=result, e=error: _deliver(d, r, e))
+        # hold nothing of a finished job while waiting for the next: its dock, once closed, must
+        # be collectable (a reference here would be frozen with it)
+        del job, done, result, error
         if _jobs.empty():
             _post(freeze_long_lived)
 

@@ -227,6 +227,8 @@ class MetricsWidget(Container):
         img = np.asarray(image.data[k] if image.ndim == 3 else image.data, dtype=np.float32)
         self.results = {"layers": {"image": image.name, "reference": ref.name if ref is not None else "(none)"}}
         self.per_slice = {}  # what is exported is this measurement only
+        if self._canvas is not None:
+            self._canvas.hide()  # the curve of an earlier volume is not this measurement's
         self._run_info(image)
         if ref is not None:
             from .. import metrics as M
