@@ -77,8 +77,8 @@ class TrainConfig:
 #: by patient, for hours (resumable across sessions). The design baselines get their fair runs on the
 #: same split one at a time: ``resnet``, ``nafnet`` (conditioned on the noise to remove, like
 #: ``unet``), ``nafnet_nodose``, ``autoencoder`` and ``redcnn`` (96-pixel patches: its full-resolution
-#: layers make a step about 0.4 s) have had theirs (all still lose); ``cncl`` (the GAN recipe, its
-#: generator and discriminator in bf16) is the last.
+#: layers make a step about 0.4 s) have had theirs and stay baselines; ``cncl`` (the GAN recipe, its
+#: generator and discriminator in bf16) joined the zoo with its.
 DEFAULT_CONFIGS = {
     "unet": TrainConfig(steps=25000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
     "autoencoder": TrainConfig(steps=12000, patch=128, val_every=1000, log_every=200, data="series", bf16=True),
