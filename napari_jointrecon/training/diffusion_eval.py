@@ -346,7 +346,7 @@ def diffusion_verdict(card: dict) -> dict:
     """The card's ``heldout_verdict`` (see :func:`~napari_jointrecon.training.heldout.heldout_verdict`),
     from its ``results``: the mean's gain on the held-out crops against the best classical filter
     tuned on validation, and against the input (on average and for each patient)."""
-    from .heldout import verdict_of
+    from .heldout import mean_gains, verdict_of
 
     crops = card["results"]["heldout_crops"]
     doses = [f"{d * 100:g}%" for d in DOSE_LEVELS]
@@ -354,8 +354,7 @@ def diffusion_verdict(card: dict) -> dict:
               and all(label in r for r in crops.values())]
     each = [{label: {d: r[label][d]["psnr"][0] - r["input"][d]["psnr"][0] for d in doses} for label in labels}
             for r in crops.values()]
-    gains = {label: {d: float(np.mean([g[label][d] for g in each])) for d in doses} for label in labels}
-    return verdict_of(card["name"], gains, card["results"].get("measured_by", ""), each)
+    return verdict_of(card["name"], mean_gains(each), card["results"].get("measured_by", ""), each)
 
 
 def diffusion_status(card: dict) -> str:

@@ -212,10 +212,14 @@ def patient_gains(rows: dict) -> dict[str, dict[str, dict[float, float]]]:
                      if name != "input"} for series, r in rows.items()}
 
 
+def mean_gains(each: list[dict[str, dict]]) -> dict[str, dict]:
+    """``{row: {dose: gain}}`` averaged over the patients of ``each`` (one such dict per patient)."""
+    return {name: {d: float(np.mean([g[name][d] for g in each])) for d in each[0][name]} for name in each[0]}
+
+
 def heldout_summary(rows: dict) -> dict[str, dict[float, float]]:
     """Mean PSNR gain over the input per row and dose, averaged over the test patients."""
-    each = list(patient_gains(rows).values())
-    return {name: {d: float(np.mean([g[name][d] for g in each])) for d in DOSE_LEVELS} for name in each[0]}
+    return mean_gains(list(patient_gains(rows).values()))
 
 
 def heldout_markdown(rows: dict, cards: dict) -> list[str]:
@@ -298,8 +302,8 @@ def heldout_verdict(name: str, rows: dict, when: str = "") -> dict:
     """How a model fares on the held-out patients (the card's ``heldout_verdict``, which decides
     :func:`~napari_jointrecon.models.registry.model_role`): :func:`verdict_of` its mean gains, and
     worse than its input at a dose where it is so for any one patient."""
-    return verdict_of(name, heldout_summary(rows), f"jointrecon evaluate, {when}" if when else "",
-                      list(patient_gains(rows).values()))
+    each = list(patient_gains(rows).values())
+    return verdict_of(name, mean_gains(each), f"jointrecon evaluate, {when}" if when else "", each)
 
 
 def model_status(name: str, card: dict) -> str:

@@ -18,7 +18,7 @@ million with every dock open) out of the way of CPython's full garbage collectio
 as the ``gc`` documentation advises for objects that live as long as the process). Each full
 collection otherwise walked all of them, 200-300 ms with the GIL held, at moments no dock chooses:
 while a batch ran, at every layer napari removes (it collects garbage then), and while a dock's
-imports ran (a full collection walking napari's viewer, 120-140 ms). A layer alive at that moment
+imports ran (a full collection walking napari's viewer). A layer alive at that moment
 is frozen with the rest; when it is removed (or a dock closed), everything is given back to the
 collector, collected once and frozen again, so that its memory is freed; while a removed layer is
 still held somewhere after that collection, nothing is frozen until it is gone. Layers of a viewer
@@ -226,7 +226,7 @@ def load_in_background(job: Callable[[], object], done: Callable[[object, Except
     _main_thread_relay()  # made here, on the main thread, so that its slot runs there
     _watch(viewer, widget)
     # what is alive now (napari's viewer) stays out of the full collections that the imports of the
-    # job set off, 120-140 ms each otherwise; the objects the job makes are frozen when it ends
+    # job set off; the objects the job makes are frozen when it ends
     freeze_long_lived()
     _jobs.put((job, done))
     with _thread_lock:

@@ -120,7 +120,7 @@ class MetricsWidget(Container):
         self._canvas = FigureCanvasQTAgg(fig)
         self._canvas.setMinimumHeight(130)
         # shown with the first per-slice curve: an empty plot would only take the table's room
-        # (and its first draw, 60-100 ms, would stall the viewer as the dock opens)
+        # (and its first draw would stall the viewer as the dock opens)
         self._canvas.hide()
         self.native.layout().addWidget(self._canvas)
 
