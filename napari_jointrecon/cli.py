@@ -317,7 +317,8 @@ def _cmd_train_joint(args) -> int:
 def _cmd_train_contour(args) -> int:
     from .training.points import PointConfig, export_contour, train_contour_all
 
-    train_contour_all(args.out, kinds=tuple(args.kinds), config=PointConfig(steps=args.steps), cache_dir=args.cache)
+    config = PointConfig(steps=args.steps, width=args.width, augment=args.augment)
+    train_contour_all(args.out, kinds=tuple(args.kinds), config=config, cache_dir=args.cache)
     if not args.no_export:
         print(f"exported {export_contour(args.out)}")
     return 0
@@ -598,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", nargs="+", default=["contour", "seq_contour_denoiser", "seq_contour_regressor"],
                    choices=["contour", "seq_contour_denoiser", "seq_contour_regressor"])
     p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--width", type=int, default=16, help="the encoder's width (channels of its first scale)")
+    p.add_argument("--augment", action="store_true",
+                   help="turn and scale half the crops (up to 10 degrees and 10 %%; the noise untouched)")
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_contour)
 

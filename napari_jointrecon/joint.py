@@ -125,7 +125,7 @@ def load_point_model(name: str = DEFAULT_POINT_MODEL, seed: int = 0) -> dict:
                                     f"{JOINT_WEIGHTS_DIR} ({why})")
         if _sha256(path) != expected:
             raise ValueError(f"{path}: checksum does not match the card's; the file is damaged")
-        net = build_model(kind)
+        net = build_model(kind, card.get("kinds", {}).get(kind, {}).get("width"))
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         nets[kind] = net.eval()
     entry = {"model": nets[name]} if len(nets) == 1 else nets

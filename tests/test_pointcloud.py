@@ -845,6 +845,121 @@ def test_contour_training_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert (part / "best.pt").exists() and "resumed contour at step 1" in (part / "train.log").read_text()
 
 
+def test_contour_networks_come_in_widths_and_the_card_says_which():
+    from napari_jointrecon.joint import point_model_card
+    from napari_jointrecon.models.contour import ContourNet, build_contour
+    from napari_jointrecon.models.joint import build_model
+
+    def count(net):
+        return sum(p.numel() for p in net.parameters())
+
+    assert count(build_contour("contour")) == count(ContourNet(width=16))
+    assert count(build_model("contour", 32)) == count(ContourNet(width=32)) > 3 * count(ContourNet(width=16))
+    assert build_contour("seq_contour_regressor", 24).s1[0][0].out_channels == 24
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="width"):
+            build_contour("contour", bad)
+    with pytest.raises(ValueError, match="fixed width"):
+        build_model("joint", 32)
+    # the shipped networks are built with the width they were trained with (load_point_model)
+    card = point_model_card()
+    for kind in ("contour", "seq_contour_denoiser", "seq_contour_regressor"):
+        net = nj.joint.load_point_model("contour" if kind == "contour" else "sequential_contour")
+        net = net["model"] if kind == "contour" else net[kind]
+        assert net.s1[0][0].out_channels == card["kinds"][kind].get("width", 16)
+
+
+def test_mirrored_prediction_is_the_mean_of_the_slice_and_its_mirror_image():
+    from napari_jointrecon.models.contour import build_contour, contour_forward, contour_predict
+
+    torch.manual_seed(0)
+    full = torch.rand(2, 1, 128, 128)
+    x = torch.nn.functional.avg_pool2d(full, 2)
+    dose = torch.tensor([0.25, 0.5])
+    joint = build_contour("contour", 8).eval()
+    torch.nn.init.normal_(joint.points.head[-1].weight, std=0.1)  # a change that is not symmetric
+    seq = {"seq_contour_denoiser": build_contour("seq_contour_denoiser", 8).eval(),
+           "seq_contour_regressor": build_contour("seq_contour_regressor", 8).eval()}
+    torch.nn.init.normal_(seq["seq_contour_regressor"].points.head[-1].weight, std=0.1)
+    with torch.no_grad():
+        for nets in ({"model": joint}, seq):
+            den, prob = contour_predict(nets, x, full, dose, mirror=True)
+            d1, l1 = contour_forward(nets, x, full, dose)
+            d2, l2 = contour_forward(nets, x.flip(-1), full.flip(-1), dose)
+            torch.testing.assert_close(den, 0.5 * (d1 + d2.flip(-1)))
+            torch.testing.assert_close(prob, 0.5 * (torch.sigmoid(l1) + torch.sigmoid(l2).flip(-1)))
+            plain = contour_predict(nets, x, full, dose)[1]
+            assert not torch.allclose(plain, prob)  # the mirror image says something else
+
+
+def test_affine_crop_turns_and_scales_about_the_crop_centre():
+    import math
+
+    from napari_jointrecon.training.points import _affine_crop
+
+    a = np.random.default_rng(0).random((3, 512, 512)).astype(np.float32)
+    np.testing.assert_allclose(_affine_crop(a, 100, 60, 256, 0.0, 1.0), a[:, 100:356, 60:316], atol=1e-6)
+    quarter = _affine_crop(a, 128, 128, 256, math.pi / 2, 1.0)
+    np.testing.assert_allclose(quarter, np.rot90(a[:, 128:384, 128:384], 1, (1, 2)), atol=1e-5)
+    # scaled by 2 about the centre of the slice: the whole slice, each pixel the mean of a 2 x 2 block
+    whole = _affine_crop(a, 128, 128, 256, 0.0, 2.0)
+    blocks = a.reshape(3, 256, 2, 256, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(whole[:, 1:-1, 1:-1], blocks[:, 1:-1, 1:-1], atol=1e-4)
+    assert (_affine_crop(a, 0, 0, 256, 0.0, 1.1)[:, :2, :2] == 0).all()  # outside the slice: zeros
+
+
+def test_augmented_crops_keep_the_noise_untouched_and_the_targets_in_range(monkeypatch):
+    from napari_jointrecon.training import points as tp
+
+    data = _tiny_slabs(2)
+    data.noise[:] = np.random.default_rng(1).normal(0, 20, data.noise.shape).astype(np.float16)
+    turned = []
+    original = tp._affine_crop
+    monkeypatch.setattr(tp, "_affine_crop", lambda *a: turned.append(a[-2:]) or original(*a))
+    cfg = tp.PointConfig(batch=32, crop=64, augment=True)
+    x, full, clean, occ, dose = tp._sample(data, np.random.default_rng(0), cfg, full_dose=False)
+    assert full.shape == (32, 1, 128, 128) and occ.shape == (32, 9, 128, 128)
+    assert 0.0 <= occ.min() and occ.max() <= 1.0
+    # about half the crops turned and scaled, within the limits
+    assert 8 <= len(turned) <= 24
+    assert all(abs(np.degrees(angle)) <= tp.AUGMENT_DEGREES and abs(scale - 1) <= tp.AUGMENT_SCALE
+               for angle, scale in turned)
+    # the noise is added as the series has it, turned crop or not: its level is the dose's
+    # (resampling it with the slice would have smoothed it); here averaged 2 x 2, half its SD
+    noise = (x - clean)[:, 0] * 2000
+    for j in range(32):
+        d = float(dose[j])
+        k = (1 - d) ** 0.5 / d ** 0.5
+        assert float(noise[j].std()) == pytest.approx(0.5 * 20 * k, rel=0.12), j
+    n = len(turned)
+    tp._sample(data, np.random.default_rng(0), tp.PointConfig(batch=32, crop=64), full_dose=False)
+    assert len(turned) == n  # without augment, none is
+
+
+def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
+    from napari_jointrecon.training import points as tp
+
+    data = _tiny_slabs()
+    monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data)
+    cfg = tp.PointConfig(steps=2, batch=2, crop=64, val_every=2, width=8)
+    tp.train_points("contour", tmp_path / "run", config=cfg)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["config"]["width"] == 8 and state["model"]["s1.0.0.weight"].shape[0] == 8
+    with pytest.raises(ValueError, match="trained with"):
+        tp.train_points("contour", tmp_path / "run", config=tp.PointConfig(steps=4, batch=2, crop=64, width=16))
+    # a committed checkpoint of another architecture is not resumed: the run starts afresh
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    (committed / "contour.pt").write_bytes((tmp_path / "run" / "checkpoint.pt").read_bytes())
+    monkeypatch.setattr("napari_jointrecon.training.train.COMMITTED_CHECKPOINTS", committed)
+    tp.train_contour_all(tmp_path / "fresh", kinds=("contour",),
+                         config=tp.PointConfig(steps=2, batch=2, crop=64, val_every=2, augment=True, width=8))
+    log = (tmp_path / "fresh" / "contour" / "train.log").read_text()
+    assert "resumed" not in log
+    tp.train_contour_all(tmp_path / "same", kinds=("contour",), config=cfg)  # same architecture: resumed
+    assert "resumed contour at step 2" in (tmp_path / "same" / "contour" / "train.log").read_text()
+
+
 def test_contour_model_predicts_a_cloud_on_the_anatomy(chest, low_chest):
     from napari_jointrecon.training.points_eval import extrusion_cloud
 

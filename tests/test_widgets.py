@@ -512,7 +512,12 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     low = chest.with_hu(hu)
     ct = viewer.add_image(low.hu, **low.layer_kwargs(name="chest 25%"))
     viewer.dims.set_point(0, float(ct.data_to_world((70, 0, 0))[0]))
+    # other volumes: one shown (hidden in 3D too, napari would upload it), one hidden by the user
+    shown = viewer.add_image(np.zeros((5, 64, 64), np.float32), name="another volume", scale=ct.scale)
+    kept_hidden = viewer.add_image(np.zeros((5, 64, 64), np.float32), name="a hidden volume", scale=ct.scale,
+                                   visible=False)
     widget = _dock(viewer, "3D point cloud")
+    widget.layer_box.value = ct
     widget.distance_check.value = False
     step = viewer.dims.range[0].step
     _run_and_wait(qtbot, widget)
@@ -559,6 +564,7 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     # the slice is drawn by a one-slice layer: the volume hides in 3D (napari would upload all of it)
     plane = next(layer for layer in viewer.layers if "slice_plane_of" in layer.metadata)
     assert plane.data.shape == (1,) + ct.data.shape[1:] and plane.visible and not ct.visible
+    assert not shown.visible and not kept_hidden.visible
     # the metrics panel compares the two clouds like the API
     metrics = _dock(viewer, "Metrics")
     out = metrics.measure_clouds()
@@ -568,8 +574,8 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     api = point_metrics(frame.world_to_normalised(pred, low), frame.world_to_normalised(ref, low), frame)
     assert out["chamfer (normalised)"] == pytest.approx(api["chamfer"], rel=1e-4)
     assert out["F-score @5%"] == pytest.approx(api["f5"], rel=1e-4)
-    viewer.dims.ndisplay = 2  # back in 2D: the volume again, not the plane
-    assert ct.visible and not plane.visible
+    viewer.dims.ndisplay = 2  # back in 2D: the volumes again (as the user left them), not the plane
+    assert ct.visible and shown.visible and not kept_hidden.visible and not plane.visible
 
 
 def test_point_cloud_widget_refuses_a_2d_image(make_napari_viewer):

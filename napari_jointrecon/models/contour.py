@@ -169,22 +169,32 @@ def contour_predict(nets: dict, x, full, dose=None, *, mirror: bool = False):
     denoiser alone). ``mirror``: the mean of the networks on the slices and on their left-right
     mirror images (mirrored back), as they were trained on both (the point models' card's
     ``contour_sampler`` says whether the product does; chosen on validation)."""
-    den, logits = contour_forward(nets, x, full, dose)
-    prob = None if logits is None else torch.sigmoid(logits.float())
-    if mirror:
-        den_m, logits_m = contour_forward(nets, x.flip(-1), full.flip(-1), dose)
-        den = 0.5 * (den + den_m.flip(-1))
-        prob = None if prob is None else 0.5 * (prob + torch.sigmoid(logits_m.float()).flip(-1))
-    return den, prob
+    if not mirror:
+        den, logits = contour_forward(nets, x, full, dose)
+        return den, None if logits is None else torch.sigmoid(logits.float())
+    # the slices and their mirror images in one batch: one pass of the networks
+    n = x.shape[0]
+    if dose is not None:
+        dose = torch.as_tensor(dose, dtype=x.dtype, device=x.device).reshape(-1).expand(n).repeat(2)
+    den, logits = contour_forward(nets, torch.cat([x, x.flip(-1)]), torch.cat([full, full.flip(-1)]), dose)
+    den = 0.5 * (den[:n] + den[n:].flip(-1))
+    if logits is None:
+        return den, None
+    prob = torch.sigmoid(logits.float())
+    return den, 0.5 * (prob[:n] + prob[n:].flip(-1))
 
 
-def build_contour(kind: str) -> ContourNet:
+def build_contour(kind: str, width: int = 16) -> ContourNet:
+    """A contour kind (:data:`CONTOUR_KINDS`) of encoder ``width`` (the first scale's channels; the
+    point models' card records each trained kind's)."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a whole number of channels, got {width!r}")
     if kind == "contour":
-        return ContourNet()
+        return ContourNet(width=width)
     if kind == "seq_contour_denoiser":
-        return ContourNet(points=False)
+        return ContourNet(points=False, width=width)
     if kind == "seq_contour_regressor":
-        return ContourNet(denoise=False, dose_input=False)
+        return ContourNet(denoise=False, dose_input=False, width=width)
     raise ValueError(f"unknown contour kind {kind!r}; one of {', '.join(CONTOUR_KINDS)}")
 
 

@@ -209,11 +209,15 @@ KINDS = ("joint", "joint_fold", "seq_denoiser", "seq_regressor", "joint_occ", "s
          "seq_regressor_occ")
 
 
-def build_model(kind: str) -> nn.Module:
+def build_model(kind: str, width: int | None = None) -> nn.Module:
+    """A point network of ``kind``; ``width``: the contour kinds' encoder width (default 16; the
+    design's networks have one width and take none)."""
     from .contour import CONTOUR_KINDS, build_contour
 
     if kind in CONTOUR_KINDS:
-        return build_contour(kind)
+        return build_contour(kind) if width is None else build_contour(kind, width)
+    if width is not None:
+        raise ValueError(f"the design's network {kind!r} has a fixed width")
     if kind == "joint":
         return JointNet(head="linear")
     if kind == "joint_fold":

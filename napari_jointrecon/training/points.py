@@ -20,7 +20,9 @@ Each slab (centre slice ``k``, every slice whose 16 mm slab lies inside its seri
 All slices are turned to the orientation the point models read (:func:`napari_jointrecon.joint._to_model`,
 slabs from feet to head). Augmentation: left-right mirroring, the sign of the noise, random crops
 of ``crop`` pixels of the network's 256 (``2 crop`` of the 512); doses 10/25/50/70 % (one time in
-five uniform in 5-100 %). Loss: the normalised MSE of the denoised slice (area-averaged to 256)
+five uniform in 5-100 %); with ``augment``, half the crops turned by up to 10 degrees and scaled by
+up to 10 % (patients differ in size and lie; the slice and its targets are resampled, the noise is
+added as the series has it, so that its texture is the scanner's). Loss: the normalised MSE of the denoised slice (area-averaged to 256)
 plus the binary cross-entropy of the occupancy logits at 512.
 
 Validation (model selection): the validation patients' slabs at 25 %: the mean surface distance in
@@ -195,10 +197,33 @@ class PointConfig:
     val_every: int = 250
     checkpoint_every_s: float = 300.0
     threads: int = 2
+    #: the encoder's width (:func:`~napari_jointrecon.models.contour.build_contour`)
+    width: int = 16
+    #: half the crops turned by up to ``AUGMENT_DEGREES`` and scaled by up to ``AUGMENT_SCALE``
+    #: (the slice and its targets; the noise is added untouched, so that its texture stays the series')
+    augment: bool = False
 
 
 DEFAULT_POINT_CONFIG = PointConfig()
+#: The affine augmentation's largest turn (degrees) and relative scale (:attr:`PointConfig.augment`).
+AUGMENT_DEGREES = 10.0
+AUGMENT_SCALE = 0.1
+#: What a run's checkpoint must share with the configuration that resumes it.
+ARCHITECTURE_FIELDS = ("width", "augment")
 _M = lambda hu: (torch.as_tensor(hu, dtype=torch.float32) + 1000.0) / 2000.0  # noqa: E731
+
+
+def _affine_crop(planes: np.ndarray, y0: int, x0: int, c: int, angle: float, scale: float) -> np.ndarray:
+    """``(C, c, c)`` of full-size ``planes`` ``(C, H, W)``: the crop at ``(y0, x0)`` turned by ``angle``
+    (radians) and scaled by ``scale`` (more than 1: more of the slice, smaller) about its centre,
+    bilinear, zero outside."""
+    h, w = planes.shape[-2:]
+    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
+    theta = torch.tensor([[[cos * c / w, -sin * c / h, (2 * x0 + c) / w - 1.0],
+                           [sin * c / w, cos * c / h, (2 * y0 + c) / h - 1.0]]], dtype=torch.float32)
+    t = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[None]
+    grid = F.affine_grid(theta, [1, t.shape[1], c, c], align_corners=False)
+    return F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0].numpy()
 
 
 def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, full_dose: bool):
@@ -209,13 +234,24 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
     for _ in range(cfg.batch):
         i = int(rng.integers(n))
         if full_dose:
-            dose, low = 1.0, data.clean[i]
+            dose = 1.0
         else:
             dose = float(rng.choice(DOSE_LEVELS)) if rng.random() >= 0.2 else float(rng.uniform(0.05, 1.0))
-            low = data.low(i, dose, 1.0 if rng.integers(2) else -1.0) if dose < 1.0 else data.clean[i]
+        sign = 1.0 if rng.integers(2) else -1.0
         y0, x0 = (2 * int(rng.integers((OUTPUT_SIZE - c) // 2 + 1)) for _ in range(2))
         sl = np.s_[y0:y0 + c, x0:x0 + c]
-        low, clean, occ = low[sl], data.clean[i][sl], data.occupancy[i][:, y0:y0 + c, x0:x0 + c]
+        if cfg.augment and rng.random() < 0.5:
+            angle = math.radians(float(rng.uniform(-AUGMENT_DEGREES, AUGMENT_DEGREES)))
+            scale = float(rng.uniform(1.0 - AUGMENT_SCALE, 1.0 + AUGMENT_SCALE))
+            # outside the slice: air (-1000 HU), no body
+            planes = np.concatenate([data.clean[i][None] + 1000.0, data.occupancy[i].astype(np.float32)])
+            turned = _affine_crop(planes, y0, x0, c, angle, scale)
+            clean, occ = turned[0] - 1000.0, turned[1:]
+        else:
+            clean, occ = data.clean[i][sl], data.occupancy[i][:, y0:y0 + c, x0:x0 + c]
+        low = clean
+        if dose < 1.0:
+            low = clean + sign * math.sqrt((1 - dose) / dose) * data.noise[i][sl].astype(np.float32)
         if rng.integers(2):  # left-right mirror
             low, clean, occ = low[:, ::-1], clean[:, ::-1], occ[:, :, ::-1]
         fulls.append(np.ascontiguousarray(low))
@@ -224,7 +260,7 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
         doses.append(dose)
     full = _M(np.stack(fulls))[:, None]
     clean = F.avg_pool2d(_M(np.stack(cleans))[:, None], 2)
-    occ_t = torch.from_numpy(np.stack(occs)).float() / 255.0
+    occ_t = (torch.from_numpy(np.stack(occs)).float() / 255.0).clamp_(0.0, 1.0)
     return F.avg_pool2d(full, 2), full, clean, occ_t, torch.tensor(doses)
 
 
@@ -275,6 +311,15 @@ def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, f
     return out
 
 
+def _architecture(config: dict) -> dict:
+    defaults = asdict(PointConfig())
+    return {k: config.get(k, defaults[k]) for k in ARCHITECTURE_FIELDS}
+
+
+def _same_architecture(config: dict, cfg: PointConfig) -> bool:
+    return _architecture(config) == _architecture(asdict(cfg))
+
+
 def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None = None, cache_dir="runs/cache",
                  denoiser: str | Path | None = None, log=None) -> dict:
     """Train one contour kind; resumable from ``out_dir/checkpoint.pt``; the best validation step's
@@ -293,12 +338,15 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
     val = build_point_slabs("val", cache_dir=cache_dir, log=log)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = build_contour(kind)
+    net = build_contour(kind, cfg.width)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     state = {"step": 0, "elapsed": 0.0, "history": [], "best_step": None}
     ck = out / "checkpoint.pt"
     if ck.exists():
         saved = torch.load(ck, map_location="cpu", weights_only=False)
+        if not _same_architecture(saved.get("config", {}), cfg):
+            raise ValueError(f"{ck} was trained with {_architecture(saved.get('config', {}))}, not "
+                             f"{_architecture(asdict(cfg))}: resume it with its own, or train into another folder")
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         state = saved["state"]
@@ -309,7 +357,7 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
     if kind == "seq_contour_regressor":
         if denoiser is None:
             raise ValueError("the sequential regressor is validated on its denoiser's output: pass denoiser=")
-        den_net = build_contour("seq_contour_denoiser")
+        den_net = build_contour("seq_contour_denoiser", cfg.width)
         den_net.load_state_dict(torch.load(denoiser, map_location="cpu", weights_only=True))
         nets = {"seq_contour_denoiser": den_net.eval(), "seq_contour_regressor": net}
     metric = "psnr" if kind == "seq_contour_denoiser" else "msd_mm"
@@ -389,14 +437,19 @@ def train_contour_all(out_root: str | Path = "runs/points", *, kinds=("contour",
             continue
         committed = COMMITTED_CHECKPOINTS / f"{kind}.pt"
         if not (out / "checkpoint.pt").exists() and committed.exists():
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(committed, out / "checkpoint.pt")
+            config = torch.load(committed, map_location="cpu", weights_only=False).get("config", {})
+            if _same_architecture(config, cfg):
+                out.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(committed, out / "checkpoint.pt")
+            else:
+                print(f"{committed} was trained with {_architecture(config)}: {kind} starts afresh with "
+                      f"{_architecture(asdict(cfg))}")
         train_points(kind, out, config=cfg, cache_dir=cache_dir,
                      denoiser=root / "seq_contour_denoiser" / "best.pt" if kind == "seq_contour_regressor" else None)
 
 
 CONTOUR_ARCHITECTURES = {
-    "contour": "U-Net encoder of four scales at 256 x 256 (conv-BN-ReLU, widths 16/32/48/64, a dilated "
+    "contour": "U-Net encoder of four scales at 256 x 256 (conv-BN-ReLU, widths {widths}, a dilated "
                "convolution at 32 x 32), the dose fraction as a second input channel; a denoising decoder "
                "(residual output, starts as the identity) and an occupancy-change decoder to 9 planes across "
                "the slab, added to the denoised slice's own occupancy logit (HU + 500) / 100 at 512 x 512 (the "
@@ -478,8 +531,10 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
         tmp.replace(target)
         data = target.read_bytes()
         card["files"][fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        card["kinds"][kind] = {"architecture": CONTOUR_ARCHITECTURES[kind],
-                               "parameters": summary["parameters"]}
+        width = int(summary["config"].get("width", 16))
+        widths = "/".join(str(k * width) for k in (1, 2, 3, 4))
+        card["kinds"][kind] = {"architecture": CONTOUR_ARCHITECTURES[kind].format(widths=widths),
+                               "parameters": summary["parameters"], "width": width}
         runs["runs"][fname] = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history",
                                                        "train_slabs", "train_series", "val_series", "config")}
         if kind == "contour" and card.pop("contour_sampler", None) is not None:
@@ -492,7 +547,9 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
     runs["data"] = ("chest and abdomen series of the patient split (training/points.py): every slab centre of "
                     "the training patients' series (chest-ct-dicom without centres 55-85), read at 256 x 256 "
                     "(2x area averaging), occupancy targets at 512 x 512, doses 10/25/50/70 % (one in five uniform in 5-100 %), the series' own textured "
-                    "noise, left-right mirroring and the noise's sign, random 128-pixel crops (256 at 512); kept at the best "
+                    "noise, left-right mirroring and the noise's sign, random 128-pixel crops (256 at 512); a run whose "
+                    "config has `augment` turned and scaled half its crops (up to 10 degrees and 10 %, the slice and "
+                    "its targets; the noise added untouched); kept at the best "
                     "validation step (mean surface distance at 25 % on the validation patients; the sequential "
                     "denoiser at its best PSNR)")
     runs["seeds"] = [0]

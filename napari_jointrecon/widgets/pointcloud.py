@@ -8,9 +8,9 @@ napari draws the CT layer in (scale/translate/affine). The Points layers get the
 added too, and the prediction is coloured by each point's distance to it.
 
 The 3D view is framed on the cloud (the body's surface around the slice). The slice is drawn as a
-layer one slice thick, and the CT volume hides until the view is 2D again: napari would otherwise
-send the whole volume to the graphics card to draw one plane of it, a second or more with the viewer
-frozen. "A rendering (MIP)" shows the whole volume, at that price. Torch and the point models load in
+layer one slice thick, and every volume (the CT, and any other, such as its denoised volume) hides
+until the view is 2D again: napari would otherwise send each visible volume to the graphics card, a
+second or more with the viewer frozen. "A rendering (MIP)" shows the whole volume, at that price. Torch and the point models load in
 the background when the dock opens.
 """
 
@@ -48,7 +48,7 @@ class PointCloudWidget(ThreadedWidget):
         from ..joint import DEFAULT_POINT_MODEL, POINT_MODELS
 
         super().__init__(napari_viewer)
-        self._hidden: list = []  # CT layers hidden while their slice shows as a plane in 3D
+        self._hidden: list = []  # volumes hidden while a slice shows as a plane in 3D
         self._watching_view = False
         self.layer_box = ComboBox(label="CT", choices=self._choices, nullable=True)
         self.dose_box = ComboBox(label="Dose", choices=[(f"{d * 100:g} %", d) for d in DOSE_LEVELS] + [("100 %", 1.0)],
@@ -177,9 +177,11 @@ class PointCloudWidget(ThreadedWidget):
         plane.depiction = "plane"
         plane.plane.position = (0.0, layer.data.shape[1] / 2, layer.data.shape[2] / 2)
         plane.plane.normal = (1.0, 0.0, 0.0)
-        if layer.visible:
-            layer.visible = False
-            self._hidden.append(layer)
+        # every volume hides, not only this one: napari would send each visible one to the
+        # graphics card (the denoised volume of the same scan is as large)
+        for other in [lyr for lyr in viewer.layers if _is_volume(lyr) and lyr.visible]:
+            other.visible = False
+            self._hidden.append(other)
         if not self._watching_view:
             viewer.dims.events.ndisplay.connect(self._view_changed)
             self._watching_view = True
@@ -194,6 +196,14 @@ class PointCloudWidget(ThreadedWidget):
         self._hidden = []
         for plane in [lyr for lyr in self._viewer.layers if "slice_plane_of" in lyr.metadata]:
             plane.visible = False
+
+
+def _is_volume(layer) -> bool:
+    """An image layer of more than one slice (not one of this widget's one-slice planes)."""
+    from napari.layers import Image
+
+    return (isinstance(layer, Image) and layer.ndim == 3 and layer.data.shape[0] > 1
+            and "slice_plane_of" not in layer.metadata)
 
 
 def _predict_job(source: tuple, k: int, dose: float, model: str, with_reference: bool):
