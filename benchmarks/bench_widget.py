@@ -12,7 +12,8 @@ A QTimer probe fires every 5 ms on napari's main thread; the longest gap between
    (141 x 512 x 512) is loaded with the Load CT widget, denoised whole with the default model,
    one slice simulated at 25 % dose, its point cloud predicted (3D view), and a study of its first
    slices run through the Batch widget. For each: the longest stall while the worker works, and
-   when its result is added and first drawn. napari's own ``add_image`` + first draw of the same
+   when its result is added and first drawn (with the longest garbage collection on the main thread
+   in that moment, where one took 5 ms or more). napari's own ``add_image`` + first draw of the same
    volume, without the plugin, is measured for comparison (a floor the plugin cannot go below).
 3. The swipe of the Compare widget: 100 moves on the displayed slice.
 
@@ -101,6 +102,36 @@ class Probe:
         return (self.stall_ms(since, until), self.stall_ms(since, until, busy_machine=True))
 
 
+class GCLog:
+    """CPython's garbage collections on the main thread: ``(start, ms, generation)`` each (a full
+    collection holds the GIL while it walks every object not frozen; it shows as a stall)."""
+
+    def __init__(self):
+        import gc
+        import threading
+
+        self.main = threading.main_thread().ident
+        self._ident = threading.get_ident  # kept: the callback also runs while the interpreter exits
+        self.runs: list[tuple[float, float, int]] = []
+        self._start = None
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase, info):
+        if self._ident() != self.main:
+            return
+        now = time.perf_counter()
+        if phase == "start":
+            self._start = now
+        elif self._start is not None:
+            self.runs.append((self._start, (now - self._start) * 1000.0, info["generation"]))
+            self._start = None
+
+    def longest(self, since: float, until: float = np.inf) -> tuple[float, int]:
+        """``(ms, generation)`` of the longest collection that started in [since, until)."""
+        runs = [(ms, gen) for t, ms, gen in self.runs if since <= t < until]
+        return max(runs) if runs else (0.0, -1)
+
+
 def _spin(app, seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -171,6 +202,9 @@ def dock_section() -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # 2. the widgets at work
 # ---------------------------------------------------------------------------------------------
+GC_LOG: GCLog | None = None
+
+
 def _job(app, viewer, probe, label, start, busy, rows):
     """Run one widget job under the probe: stalls while it works and when its result arrives."""
     added: list[float] = []
@@ -196,8 +230,12 @@ def _job(app, viewer, probe, label, start, busy, rows):
     row = {"job": label, "seconds": done - t0, "working_ms": working, "working_held_ms": working_held,
            "result_ms": result, "result_held_ms": result_held, "overall_ms": probe.stall_ms(since=t0),
            "overall_held_ms": probe.stall_ms(since=t0, busy_machine=True)}
+    gc_ms, gc_gen = GC_LOG.longest(first_add) if added else (0.0, -1)
+    row["result_gc_ms"] = gc_ms
     rows.append(row)
     shown = f"{result:5.0f} ms ({result_held:4.0f})" if added else "  (no layer added)"
+    if gc_ms >= 5:
+        shown += f", of which a garbage collection (generation {gc_gen}) {gc_ms:.0f} ms"
     print(f"  {label:34s} {row['seconds']:6.1f} s | longest stall while working {working:5.0f} ms "
           f"({working_held:4.0f}) | adding + first draw of the result {shown}", flush=True)
     return row
@@ -246,6 +284,8 @@ def work_section(args) -> tuple[list[dict], dict]:
 
     import napari_jointrecon as nj
 
+    global GC_LOG
+    GC_LOG = GCLog()
     torch.set_num_threads(2)
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1400, 1000)

@@ -317,7 +317,7 @@ def _cmd_train_joint(args) -> int:
 def _cmd_train_contour(args) -> int:
     from .training.points import PointConfig, export_contour, train_contour_all
 
-    config = PointConfig(steps=args.steps, width=args.width, augment=args.augment)
+    config = PointConfig(steps=args.steps, width=args.width, augment=args.augment, spacing_input=args.spacing_input)
     train_contour_all(args.out, kinds=tuple(args.kinds), config=config, cache_dir=args.cache)
     if not args.no_export:
         print(f"exported {export_contour(args.out)}")
@@ -602,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=16, help="the encoder's width (channels of its first scale)")
     p.add_argument("--augment", action="store_true",
                    help="turn and scale half the crops (up to 10 degrees and 10 %%; the noise untouched)")
+    p.add_argument("--spacing-input", action="store_true",
+                   help="the series' slice spacing as an input of the networks that draw the surface")
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_contour)
 

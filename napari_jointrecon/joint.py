@@ -125,7 +125,8 @@ def load_point_model(name: str = DEFAULT_POINT_MODEL, seed: int = 0) -> dict:
                                     f"{JOINT_WEIGHTS_DIR} ({why})")
         if _sha256(path) != expected:
             raise ValueError(f"{path}: checksum does not match the card's; the file is damaged")
-        net = build_model(kind, card.get("kinds", {}).get(kind, {}).get("width"))
+        entry = card.get("kinds", {}).get(kind, {})
+        net = build_model(kind, **{key: entry[key] for key in ("width", "spacing_input") if key in entry})
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         nets[kind] = net.eval()
     entry = {"model": nets[name]} if len(nets) == 1 else nets
@@ -211,7 +212,8 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
     device : {"auto", "cuda", "mps", "cpu"}
         As :func:`napari_jointrecon.denoise`; a GPU out of memory falls back to the CPU.
     spacing : (dy, dx) in mm, optional
-        Pixel spacing for a bare array (default 1 mm); a CTVolume brings its own geometry. A bare
+        Pixel spacing for a bare array (default 1 mm; its slices are taken as 1 mm apart); a
+        CTVolume brings its own geometry, slice spacing included, which the contour networks read. A bare
         array is taken as stored in the orientation the models were trained on (that of DICOM
         axial slices: rows from the front to the back, columns from the patient's right to left); a
         CTVolume stored otherwise (a NIfTI file in RAS order, transposed slices, slices from head to
@@ -280,8 +282,10 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
         from .models.contour import to_sizes
 
         x, full = to_sizes((torch.from_numpy(_to_model(img, orient))[None, None] + 1000.0) / 2000.0)
+        # the slice spacing, for the networks that read it (a bare array's frame has slices 1 mm apart)
+        spacing = [float(frame.spacing[0])]
         den, pts, used = _run_on(nets, x, select_device(device), extents=[model_ext], dose=[dose], full=full,
-                                 **contour_sampler())
+                                 spacing=spacing, **contour_sampler())
     normalised = _points_from_model(pts[0].double().cpu().numpy(), orient)
     points = frame.normalised_to_world(normalised, ct)
     denoised = _from_model(den[0, 0].cpu().numpy(), orient) * 2000.0 - 1000.0

@@ -854,13 +854,13 @@ def test_contour_networks_come_in_widths_and_the_card_says_which():
         return sum(p.numel() for p in net.parameters())
 
     assert count(build_contour("contour")) == count(ContourNet(width=16))
-    assert count(build_model("contour", 32)) == count(ContourNet(width=32)) > 3 * count(ContourNet(width=16))
+    assert count(build_model("contour", width=32)) == count(ContourNet(width=32)) > 3 * count(ContourNet(width=16))
     assert build_contour("seq_contour_regressor", 24).s1[0][0].out_channels == 24
     for bad in (0, 2.5, True):
         with pytest.raises(ValueError, match="width"):
             build_contour("contour", bad)
-    with pytest.raises(ValueError, match="fixed width"):
-        build_model("joint", 32)
+    with pytest.raises(ValueError, match="fixed architecture"):
+        build_model("joint", width=32)
     # the shipped networks are built with the width they were trained with (load_point_model)
     card = point_model_card()
     for kind in ("contour", "seq_contour_denoiser", "seq_contour_regressor"):
@@ -917,7 +917,8 @@ def test_augmented_crops_keep_the_noise_untouched_and_the_targets_in_range(monke
     original = tp._affine_crop
     monkeypatch.setattr(tp, "_affine_crop", lambda *a: turned.append(a[-2:]) or original(*a))
     cfg = tp.PointConfig(batch=32, crop=64, augment=True)
-    x, full, clean, occ, dose = tp._sample(data, np.random.default_rng(0), cfg, full_dose=False)
+    x, full, clean, occ, dose, picked = tp._sample(data, np.random.default_rng(0), cfg, full_dose=False)
+    assert len(picked) == 32 and set(picked) <= {0, 1}
     assert full.shape == (32, 1, 128, 128) and occ.shape == (32, 9, 128, 128)
     assert 0.0 <= occ.min() and occ.max() <= 1.0
     # about half the crops turned and scaled, within the limits
@@ -934,6 +935,38 @@ def test_augmented_crops_keep_the_noise_untouched_and_the_targets_in_range(monke
     n = len(turned)
     tp._sample(data, np.random.default_rng(0), tp.PointConfig(batch=32, crop=64), full_dose=False)
     assert len(turned) == n  # without augment, none is
+
+
+def test_networks_can_read_the_slice_spacing(tmp_path, monkeypatch):
+    from napari_jointrecon.models.contour import build_contour, contour_predict
+    from napari_jointrecon.training import points as tp
+
+    full = torch.rand(2, 1, 64, 64)
+    x = torch.nn.functional.avg_pool2d(full, 2)
+    net = build_contour("contour", 8, spacing_input=True).eval()
+    assert net.s1[0][0].in_channels == 3  # the slice, the dose, the spacing
+    assert build_contour("seq_contour_regressor", 8, spacing_input=True).s1[0][0].in_channels == 2
+    assert build_contour("seq_contour_denoiser", 8, spacing_input=True).s1[0][0].in_channels == 2
+    with pytest.raises(ValueError, match="slice spacing"):
+        net(x, torch.tensor([0.25, 0.25]), full=full)
+    torch.nn.init.normal_(net.points.head[-1].weight, std=0.1)
+    with torch.no_grad():
+        thin = contour_predict({"model": net}, x, full, 0.25, spacing=2.0, mirror=True)[1]
+        thick = contour_predict({"model": net}, x, full, 0.25, spacing=torch.tensor([8.0, 8.0]))[1]
+        assert thin.shape == thick.shape == (2, 9, 64, 64) and not torch.allclose(thin, thick)
+    # trained and validated with each slab's own spacing
+    data = _tiny_slabs()
+    monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data)
+    monkeypatch.setitem(tp._SPACING_Z, "synthetic", 2.5)
+    seen = []
+    forward = type(net).forward
+    monkeypatch.setattr(type(net), "forward", lambda self, *a, spacing=None, **kw: (
+        seen.append(None if spacing is None else torch.as_tensor(spacing).flatten().tolist())
+        or forward(self, *a, spacing=spacing, **kw)))
+    cfg = tp.PointConfig(steps=2, batch=2, crop=64, val_every=2, width=8, spacing_input=True)
+    summary = tp.train_points("contour", tmp_path / "run", config=cfg)
+    assert summary["steps_done"] == 2 and np.isfinite(summary["history"][-1]["msd_mm"])
+    assert seen and all(s is not None and set(s) == {2.5} for s in seen)
 
 
 def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
@@ -958,6 +991,10 @@ def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
     assert "resumed" not in log
     tp.train_contour_all(tmp_path / "same", kinds=("contour",), config=cfg)  # same architecture: resumed
     assert "resumed contour at step 2" in (tmp_path / "same" / "contour" / "train.log").read_text()
+    # a committed variant (checkpoints/contour_VARIANT.pt) is found by its architecture
+    (committed / "contour.pt").rename(committed / "contour_narrow.pt")
+    tp.train_contour_all(tmp_path / "variant", kinds=("contour",), config=cfg)
+    assert "resumed contour at step 2" in (tmp_path / "variant" / "contour" / "train.log").read_text()
 
 
 def test_contour_model_predicts_a_cloud_on_the_anatomy(chest, low_chest):

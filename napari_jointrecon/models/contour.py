@@ -27,7 +27,10 @@ body), and the mean of the network on the slice and on its mirror image (:func:`
 One encoder serves both outputs (the design's joint network): a U-Net of four scales at
 ``INPUT_SIZE`` = 256 pixels (2x area averaging of a 512 x 512 slice), the dose fraction as a second
 input channel, a denoising decoder (residual, starts as the identity) and the occupancy-change
-decoder. The sequential counterpart is the same denoiser trained alone, then the same network without
+decoder. A network with ``spacing_input`` also reads the series' slice spacing (a third channel, in
+units of ``SPACING_UNIT_MM``): the true slab surface runs straight between the series' slices, as
+marching cubes draws it, so how far it changes through the slab depends on how far apart they are
+(2 to 8 mm in the training data); the point models' card says which networks read it. The sequential counterpart is the same denoiser trained alone, then the same network without
 a denoising decoder (``denoise=False``) trained on full-dose slices, whose ``base`` is its input's.
 """
 
@@ -48,6 +51,8 @@ OUTPUT_SIZE = 2 * INPUT_SIZE
 N_PLANES = 9
 #: HU per unit of the base logit: the slice's own occupancy is sigmoid((HU + 500) / BASE_HU).
 BASE_HU = 100.0
+#: Millimetres per unit of the slice-spacing input (a network with ``spacing_input``).
+SPACING_UNIT_MM = 10.0
 CONTOUR_KINDS = ("contour", "seq_contour_denoiser", "seq_contour_regressor")
 
 
@@ -92,13 +97,17 @@ class ContourNet(nn.Module):
     spread_in = "mm"
 
     def __init__(self, *, denoise: bool = True, points: bool = True, dose_input: bool = True,
-                 width: int = 16, planes: int = N_PLANES):
+                 width: int = 16, planes: int = N_PLANES, spacing_input: bool = False):
         super().__init__()
         if not (denoise or points):
             raise ValueError("a network needs a denoising decoder, a point decoder, or both")
         self.dose_input = dose_input
+        #: the series' slice spacing as an input channel: the true slab surface runs straight
+        #: between the series' slices (as marching cubes draws it), so how it changes through the
+        #: slab depends on how far apart they are (2 to 8 mm in the data)
+        self.spacing_input = spacing_input
         widths = (width, 2 * width, 3 * width, 4 * width)
-        cin = 2 if dose_input else 1
+        cin = 1 + int(dose_input) + int(spacing_input)
         self.s1 = nn.Sequential(_cbr(cin, widths[0]), _cbr(widths[0], widths[0]))
         self.s2 = nn.Sequential(_cbr(widths[0], widths[1], 2), _cbr(widths[1], widths[1]))
         self.s3 = nn.Sequential(_cbr(widths[1], widths[2], 2), _cbr(widths[2], widths[2]))
@@ -108,16 +117,20 @@ class ContourNet(nn.Module):
         self.denoise = _Decoder(widths, 1) if denoise else None
         self.points = _Decoder(widths, planes) if points else None
 
-    def forward(self, x, dose=None, full=None):
+    def forward(self, x, dose=None, full=None, spacing=None):
         """``full``: the same slice at ``2 H x 2 W`` (model scale); with it, the denoised slice and
-        the logits come at that size (module docstring)."""
-        if self.dose_input:
-            if dose is None:
-                raise ValueError("this network takes the dose as an input: pass the dose fraction")
-            d = torch.as_tensor(dose, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
-            inp = torch.cat([x, d.expand(x.shape[0], 1, *x.shape[2:])], 1)
-        else:
-            inp = x
+        the logits come at that size (module docstring). ``spacing``: the series' slice spacing in
+        mm, per slice or one for all (a network with ``spacing_input`` needs it)."""
+        inputs = [x]
+        for name, value, scale, needed in (("dose fraction", dose, 1.0, self.dose_input),
+                                           ("slice spacing in mm", spacing, SPACING_UNIT_MM, self.spacing_input)):
+            if not needed:
+                continue
+            if value is None:
+                raise ValueError(f"this network takes the {name} as an input: pass it")
+            v = torch.as_tensor(value, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1) / scale
+            inputs.append(v.expand(x.shape[0], 1, *x.shape[2:]))
+        inp = torch.cat(inputs, 1) if len(inputs) > 1 else x
         f1 = self.s1(inp)
         f2 = self.s2(f1)
         f3 = self.s3(f2)
@@ -154,29 +167,33 @@ def to_sizes(img) -> tuple[torch.Tensor, torch.Tensor]:
     return resize(img, INPUT_SIZE), resize(img, OUTPUT_SIZE)
 
 
-def contour_forward(nets: dict, x, full, dose=None):
+def contour_forward(nets: dict, x, full, dose=None, spacing=None):
     """One contour model or its sequential pair on a batch: ``(denoised at full size, logits at
-    full size)``. ``nets``: ``{"model": net}`` or ``{"seq_contour_denoiser": ..., "seq_contour_regressor": ...}``."""
+    full size)``. ``nets``: ``{"model": net}`` or ``{"seq_contour_denoiser": ..., "seq_contour_regressor": ...}``;
+    ``spacing``: the slice spacing in mm, for the networks that read it."""
     if "model" in nets:
-        return nets["model"](x, dose, full=full)
+        return nets["model"](x, dose, full=full, spacing=spacing)
     den_full, _ = nets["seq_contour_denoiser"](x, dose, full=full)
     den_small = F.interpolate(den_full, size=x.shape[-2:], mode="area")
-    return den_full, nets["seq_contour_regressor"](den_small, full=den_full)[1]
+    return den_full, nets["seq_contour_regressor"](den_small, full=den_full, spacing=spacing)[1]
 
 
-def contour_predict(nets: dict, x, full, dose=None, *, mirror: bool = False):
+def contour_predict(nets: dict, x, full, dose=None, *, mirror: bool = False, spacing=None):
     """``(denoised at full size, occupancy probabilities at full size)`` of a batch (None for a
     denoiser alone). ``mirror``: the mean of the networks on the slices and on their left-right
     mirror images (mirrored back), as they were trained on both (the point models' card's
     ``contour_sampler`` says whether the product does; chosen on validation)."""
     if not mirror:
-        den, logits = contour_forward(nets, x, full, dose)
+        den, logits = contour_forward(nets, x, full, dose, spacing)
         return den, None if logits is None else torch.sigmoid(logits.float())
     # the slices and their mirror images in one batch: one pass of the networks
     n = x.shape[0]
-    if dose is not None:
-        dose = torch.as_tensor(dose, dtype=x.dtype, device=x.device).reshape(-1).expand(n).repeat(2)
-    den, logits = contour_forward(nets, torch.cat([x, x.flip(-1)]), torch.cat([full, full.flip(-1)]), dose)
+
+    def twice(v):
+        return None if v is None else torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1).expand(n).repeat(2)
+
+    den, logits = contour_forward(nets, torch.cat([x, x.flip(-1)]), torch.cat([full, full.flip(-1)]), twice(dose),
+                                  twice(spacing))
     den = 0.5 * (den[:n] + den[n:].flip(-1))
     if logits is None:
         return den, None
@@ -184,23 +201,24 @@ def contour_predict(nets: dict, x, full, dose=None, *, mirror: bool = False):
     return den, 0.5 * (prob[:n] + prob[n:].flip(-1))
 
 
-def build_contour(kind: str, width: int = 16) -> ContourNet:
-    """A contour kind (:data:`CONTOUR_KINDS`) of encoder ``width`` (the first scale's channels; the
-    point models' card records each trained kind's)."""
+def build_contour(kind: str, width: int = 16, spacing_input: bool = False) -> ContourNet:
+    """A contour kind (:data:`CONTOUR_KINDS`) of encoder ``width`` (the first scale's channels), with
+    the slice spacing as an input where ``spacing_input`` (not the sequential denoiser's: it draws no
+    surface); the point models' card records each trained kind's."""
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a whole number of channels, got {width!r}")
     if kind == "contour":
-        return ContourNet(width=width)
+        return ContourNet(width=width, spacing_input=spacing_input)
     if kind == "seq_contour_denoiser":
         return ContourNet(points=False, width=width)
     if kind == "seq_contour_regressor":
-        return ContourNet(denoise=False, dose_input=False, width=width)
+        return ContourNet(denoise=False, dose_input=False, width=width, spacing_input=spacing_input)
     raise ValueError(f"unknown contour kind {kind!r}; one of {', '.join(CONTOUR_KINDS)}")
 
 
 @torch.no_grad()
 def run_contour(nets: dict, x, full, *, extents=None, dose=None, n_points: int = 1000, level: float = 0.5,
-                regions: str = "largest", mirror: bool = False):
+                regions: str = "largest", mirror: bool = False, spacing=None):
     """Denoised slices (full size) and ``(B, n_points, 3)`` normalised points of a batch: the ``level``
     iso-surface of the predicted occupancy (its ``regions``:
     :func:`napari_jointrecon.pointcloud.occupancy_regions`; ``mirror``: :func:`contour_predict`),
@@ -211,7 +229,7 @@ def run_contour(nets: dict, x, full, *, extents=None, dose=None, n_points: int =
     from ..pointcloud import occupancy_points
 
     d = None if dose is None else torch.as_tensor(dose, dtype=torch.float32).reshape(-1).to(x.device)
-    den, prob = contour_predict(nets, x, full, d, mirror=mirror)
+    den, prob = contour_predict(nets, x, full, d, mirror=mirror, spacing=spacing)
     prob = prob.cpu().numpy()
     pts = [occupancy_points(p, n_points, half_extent_mm=None if extents is None else extents[k], spread_in="mm",
                             level=level, regions=regions)

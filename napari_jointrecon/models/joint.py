@@ -209,15 +209,15 @@ KINDS = ("joint", "joint_fold", "seq_denoiser", "seq_regressor", "joint_occ", "s
          "seq_regressor_occ")
 
 
-def build_model(kind: str, width: int | None = None) -> nn.Module:
-    """A point network of ``kind``; ``width``: the contour kinds' encoder width (default 16; the
-    design's networks have one width and take none)."""
+def build_model(kind: str, **options) -> nn.Module:
+    """A point network of ``kind``; ``options``: the contour kinds' ``width`` and ``spacing_input``
+    (:func:`~napari_jointrecon.models.contour.build_contour`; the design's networks take none)."""
     from .contour import CONTOUR_KINDS, build_contour
 
     if kind in CONTOUR_KINDS:
-        return build_contour(kind) if width is None else build_contour(kind, width)
-    if width is not None:
-        raise ValueError(f"the design's network {kind!r} has a fixed width")
+        return build_contour(kind, **options)
+    if options:
+        raise ValueError(f"the design's network {kind!r} has a fixed architecture (no {', '.join(options)})")
     if kind == "joint":
         return JointNet(head="linear")
     if kind == "joint_fold":

@@ -115,6 +115,19 @@ class PointSlabs:
         return self.clean[i] + sign * math.sqrt((1 - dose) / dose) * self.noise[i].astype(np.float32)
 
 
+_SPACING_Z: dict[str, float] = {}
+
+
+def slab_spacing(data: PointSlabs) -> torch.Tensor:
+    """The slice spacing (mm) of each slab's series."""
+    from ..io import load_ct
+    from .data import shared_data_dir
+
+    for rel in set(data.series) - set(_SPACING_Z):
+        _SPACING_Z[rel] = float(load_ct(shared_data_dir() / rel).spacing[0])
+    return torch.tensor([_SPACING_Z[rel] for rel in data.series], dtype=torch.float32)
+
+
 def _oriented(rel: str):
     """The series' volume (for its geometry), its orientation against the one the point models read,
     and the function that turns a slice to it."""
@@ -202,6 +215,9 @@ class PointConfig:
     #: half the crops turned by up to ``AUGMENT_DEGREES`` and scaled by up to ``AUGMENT_SCALE``
     #: (the slice and its targets; the noise is added untouched, so that its texture stays the series')
     augment: bool = False
+    #: the series' slice spacing as an input of the networks that draw the surface
+    #: (:class:`~napari_jointrecon.models.contour.ContourNet`)
+    spacing_input: bool = False
 
 
 DEFAULT_POINT_CONFIG = PointConfig()
@@ -209,7 +225,7 @@ DEFAULT_POINT_CONFIG = PointConfig()
 AUGMENT_DEGREES = 10.0
 AUGMENT_SCALE = 0.1
 #: What a run's checkpoint must share with the configuration that resumes it.
-ARCHITECTURE_FIELDS = ("width", "augment")
+ARCHITECTURE_FIELDS = ("width", "augment", "spacing_input")
 _M = lambda hu: (torch.as_tensor(hu, dtype=torch.float32) + 1000.0) / 2000.0  # noqa: E731
 
 
@@ -227,12 +243,14 @@ def _affine_crop(planes: np.ndarray, y0: int, x0: int, c: int, angle: float, sca
 
 
 def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, full_dose: bool):
-    """``(x at 256-scale, x at full size, clean at 256-scale, occupancy at full size, doses)`` crops."""
-    fulls, cleans, occs, doses = [], [], [], []
+    """``(x at 256-scale, x at full size, clean at 256-scale, occupancy at full size, doses, slab
+    indices)`` of a batch of crops."""
+    fulls, cleans, occs, doses, picked = [], [], [], [], []
     n = data.clean.shape[0]
     c = 2 * cfg.crop
     for _ in range(cfg.batch):
         i = int(rng.integers(n))
+        picked.append(i)
         if full_dose:
             dose = 1.0
         else:
@@ -261,15 +279,16 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
     full = _M(np.stack(fulls))[:, None]
     clean = F.avg_pool2d(_M(np.stack(cleans))[:, None], 2)
     occ_t = (torch.from_numpy(np.stack(occs)).float() / 255.0).clamp_(0.0, 1.0)
-    return F.avg_pool2d(full, 2), full, clean, occ_t, torch.tensor(doses)
+    return F.avg_pool2d(full, 2), full, clean, occ_t, torch.tensor(doses), picked
 
 
 @torch.no_grad()
-def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = False):
+def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = False, spacing=None):
     """Denoised slices (model scale, area-averaged to 256) and occupancy probabilities (512, None for
     a denoiser alone) of every slab at ``dose``; ``nets`` as for
     :func:`~napari_jointrecon.models.contour.contour_forward`, or a denoiser alone as ``{"model": net}``;
-    ``mirror``: :func:`~napari_jointrecon.models.contour.contour_predict`."""
+    ``mirror``: :func:`~napari_jointrecon.models.contour.contour_predict`; ``spacing``: each slab's
+    slice spacing (:func:`slab_spacing`), for networks that read it."""
     from ..models.contour import contour_predict
 
     dens, probs = [], []
@@ -278,7 +297,8 @@ def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = F
         full = _M(np.stack([data.low(j, dose) for j in idx]))[:, None]
         x = F.avg_pool2d(full, 2)
         d = torch.full((x.shape[0],), float(dose))
-        den, prob = contour_predict(nets, x, full, d, mirror=mirror)
+        den, prob = contour_predict(nets, x, full, d, mirror=mirror,
+                                    spacing=None if spacing is None else spacing[list(idx)])
         dens.append(F.avg_pool2d(den, 2))
         probs.append(prob)
     return torch.cat(dens), (torch.cat(probs) if probs[0] is not None else None)
@@ -293,6 +313,10 @@ def _msd(prob: np.ndarray, data: PointSlabs, i: int, level: float = 0.5, regions
     return surface_distance_mm(pts, data.reference[i], data.half_extent_mm[i])
 
 
+def _reads_spacing(nets: dict) -> bool:
+    return any(getattr(net, "spacing_input", False) for net in nets.values())
+
+
 def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, float]:
     """Mean surface distance (mm) and PSNR at 256 x 256 of ``nets`` on ``data`` at ``dose``. The
     clouds are drawn as training has always drawn them (the 0.5 level of the largest region), so
@@ -302,7 +326,7 @@ def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, f
 
     for net in nets.values():
         net.eval()
-    den, prob = predict_slabs(nets, data, dose)
+    den, prob = predict_slabs(nets, data, dose, spacing=slab_spacing(data) if _reads_spacing(nets) else None)
     out = {"psnr": psnr_model_scale(den, F.avg_pool2d(_M(data.clean)[:, None], 2))}
     if prob is not None:
         out["msd_mm"] = float(np.mean([_msd(prob[i].numpy(), data, i) for i in range(prob.shape[0])]))
@@ -338,7 +362,7 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
     val = build_point_slabs("val", cache_dir=cache_dir, log=log)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = build_contour(kind, cfg.width)
+    net = build_contour(kind, cfg.width, cfg.spacing_input)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     state = {"step": 0, "elapsed": 0.0, "history": [], "best_step": None}
     ck = out / "checkpoint.pt"
@@ -353,6 +377,7 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
         log(f"resumed {kind} at step {state['step']}")
+    train_spacing = slab_spacing(train) if net.spacing_input else None
     nets = {"model": net}
     if kind == "seq_contour_regressor":
         if denoiser is None:
@@ -378,8 +403,9 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         step = state["step"]
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg.steps, cfg.lr, warmup=100)
-        x, full, y, occ, dose = _sample(train, rng, cfg, full_dose=kind == "seq_contour_regressor")
-        den, logits = net(x, dose, full=full) if net.dose_input else net(x, full=full)
+        x, full, y, occ, dose, picked = _sample(train, rng, cfg, full_dose=kind == "seq_contour_regressor")
+        spacing = train_spacing[picked] if net.spacing_input else None
+        den, logits = net(x, dose if net.dose_input else None, full=full, spacing=spacing)
         loss = torch.zeros(())
         if den is not None:
             loss = loss + normalised_mse(F.avg_pool2d(den, 2), y, x)
@@ -435,15 +461,18 @@ def train_contour_all(out_root: str | Path = "runs/points", *, kinds=("contour",
         summary = out / "summary.json"
         if summary.exists() and json.loads(summary.read_text())["steps_done"] >= cfg.steps:
             continue
-        committed = COMMITTED_CHECKPOINTS / f"{kind}.pt"
-        if not (out / "checkpoint.pt").exists() and committed.exists():
-            config = torch.load(committed, map_location="cpu", weights_only=False).get("config", {})
-            if _same_architecture(config, cfg):
+        # a committed run of this architecture: checkpoints/KIND.pt, or KIND_VARIANT.pt for another
+        committed = [p for p in sorted(COMMITTED_CHECKPOINTS.glob(f"{kind}*.pt"))
+                     if p.stem == kind or p.stem.startswith(f"{kind}_")]
+        if not (out / "checkpoint.pt").exists() and committed:
+            configs = {p: torch.load(p, map_location="cpu", weights_only=False).get("config", {}) for p in committed}
+            same = [p for p, config in configs.items() if _same_architecture(config, cfg)]
+            if same:
                 out.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(committed, out / "checkpoint.pt")
+                shutil.copyfile(same[0], out / "checkpoint.pt")
             else:
-                print(f"{committed} was trained with {_architecture(config)}: {kind} starts afresh with "
-                      f"{_architecture(asdict(cfg))}")
+                print(f"no committed {kind} run was trained with {_architecture(asdict(cfg))} "
+                      f"({', '.join(p.name for p in committed)} differ): {kind} starts afresh")
         train_points(kind, out, config=cfg, cache_dir=cache_dir,
                      denoiser=root / "seq_contour_denoiser" / "best.pt" if kind == "seq_contour_regressor" else None)
 
@@ -485,7 +514,8 @@ def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/po
     nets = load_point_model(model)
     scores = {}
     for mirror in (False, True):
-        _, prob = predict_slabs(nets, data, dose, mirror=mirror)
+        _, prob = predict_slabs(nets, data, dose, mirror=mirror,
+                                spacing=slab_spacing(data) if _reads_spacing(nets) else None)
         for regions in OCCUPANCY_REGIONS:
             for level in SAMPLER_LEVELS:
                 key = f"{regions} {level:g}" + (" mirror" if mirror else "")
@@ -535,6 +565,9 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
         widths = "/".join(str(k * width) for k in (1, 2, 3, 4))
         card["kinds"][kind] = {"architecture": CONTOUR_ARCHITECTURES[kind].format(widths=widths),
                                "parameters": summary["parameters"], "width": width}
+        if summary["config"].get("spacing_input") and kind != "seq_contour_denoiser":
+            card["kinds"][kind]["spacing_input"] = True
+            card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
         runs["runs"][fname] = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history",
                                                        "train_slabs", "train_series", "val_series", "config")}
         if kind == "contour" and card.pop("contour_sampler", None) is not None:
