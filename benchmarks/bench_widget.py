@@ -12,7 +12,7 @@ A QTimer probe fires every 5 ms on napari's main thread; the longest gap between
    (141 x 512 x 512) is loaded with the Load CT widget, denoised whole with the default model,
    one slice simulated at 25 % dose, its point cloud predicted (3D view), and a study of its first
    slices run through the Batch widget. For each: the longest stall while the worker works, and
-   when its result is added and first drawn (with the longest garbage collection on the main thread
+   when its result is added and first drawn (with the longest garbage collection, on any thread,
    in that moment, where one took 5 ms or more). napari's own ``add_image`` + first draw of the same
    volume, without the plugin, is measured for comparison (a floor the plugin cannot go below).
 3. The swipe of the Compare widget: 100 moves on the displayed slice.
@@ -103,28 +103,26 @@ class Probe:
 
 
 class GCLog:
-    """CPython's garbage collections on the main thread: ``(start, ms, generation)`` each (a full
-    collection holds the GIL while it walks every object not frozen; it shows as a stall)."""
+    """CPython's garbage collections, on any thread: ``(start, ms, generation)`` each (a full
+    collection holds the GIL while it walks every object not frozen: the main thread waits,
+    whichever thread runs it)."""
 
     def __init__(self):
         import gc
         import threading
 
-        self.main = threading.main_thread().ident
         self._ident = threading.get_ident  # kept: the callback also runs while the interpreter exits
         self.runs: list[tuple[float, float, int]] = []
-        self._start = None
+        self._start: dict[int, float] = {}
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase, info):
-        if self._ident() != self.main:
-            return
-        now = time.perf_counter()
+        now, thread = time.perf_counter(), self._ident()
         if phase == "start":
-            self._start = now
-        elif self._start is not None:
-            self.runs.append((self._start, (now - self._start) * 1000.0, info["generation"]))
-            self._start = None
+            self._start[thread] = now
+        elif thread in self._start:
+            start = self._start.pop(thread)
+            self.runs.append((start, (now - start) * 1000.0, info["generation"]))
 
     def longest(self, since: float, until: float = np.inf) -> tuple[float, int]:
         """``(ms, generation)`` of the longest collection that started in [since, until)."""
@@ -230,12 +228,12 @@ def _job(app, viewer, probe, label, start, busy, rows):
     row = {"job": label, "seconds": done - t0, "working_ms": working, "working_held_ms": working_held,
            "result_ms": result, "result_held_ms": result_held, "overall_ms": probe.stall_ms(since=t0),
            "overall_held_ms": probe.stall_ms(since=t0, busy_machine=True)}
-    gc_ms, gc_gen = GC_LOG.longest(first_add) if added else (0.0, -1)
+    gc_ms, gc_gen = GC_LOG.longest(first_add, probe.ticks[-1][0]) if added else (0.0, -1)
     row["result_gc_ms"] = gc_ms
     rows.append(row)
     shown = f"{result:5.0f} ms ({result_held:4.0f})" if added else "  (no layer added)"
     if gc_ms >= 5:
-        shown += f", of which a garbage collection (generation {gc_gen}) {gc_ms:.0f} ms"
+        shown += f"; the longest garbage collection meanwhile (generation {gc_gen}) {gc_ms:.0f} ms"
     print(f"  {label:34s} {row['seconds']:6.1f} s | longest stall while working {working:5.0f} ms "
           f"({working_held:4.0f}) | adding + first draw of the result {shown}", flush=True)
     return row

@@ -861,12 +861,29 @@ def test_contour_networks_come_in_widths_and_the_card_says_which():
             build_contour("contour", bad)
     with pytest.raises(ValueError, match="fixed architecture"):
         build_model("joint", width=32)
-    # the shipped networks are built with the width they were trained with (load_point_model)
+    # the networks are built as the card says they were trained (load_point_model)
     card = point_model_card()
-    for kind in ("contour", "seq_contour_denoiser", "seq_contour_regressor"):
-        net = nj.joint.load_point_model("contour" if kind == "contour" else "sequential_contour")
-        net = net["model"] if kind == "contour" else net[kind]
-        assert net.s1[0][0].out_channels == card["kinds"][kind].get("width", 16)
+    net = nj.joint.load_point_model("contour")["model"]
+    assert net.s1[0][0].out_channels == card["kinds"]["contour"].get("width", 16)
+
+
+def test_load_point_model_builds_the_width_and_inputs_the_card_records(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    from napari_jointrecon import joint
+    from napari_jointrecon.models.contour import build_contour
+
+    card = json.loads((joint.JOINT_WEIGHTS_DIR / "card.json").read_text())
+    torch.save(build_contour("contour", 8, spacing_input=True).state_dict(), tmp_path / "contour_seed0.pt")
+    card["files"]["contour_seed0.pt"] = {"sha256": hashlib.sha256((tmp_path / "contour_seed0.pt").read_bytes())
+                                         .hexdigest()}
+    card["kinds"]["contour"].update(width=8, spacing_input=True)
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(joint, "JOINT_WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(joint, "_LOADED", {})
+    net = joint.load_point_model("contour")["model"]
+    assert net.s1[0][0].out_channels == 8 and net.s1[0][0].in_channels == 3 and net.spacing_input
 
 
 def test_mirrored_prediction_is_the_mean_of_the_slice_and_its_mirror_image():
@@ -906,6 +923,10 @@ def test_affine_crop_turns_and_scales_about_the_crop_centre():
     blocks = a.reshape(3, 256, 2, 256, 2).mean(axis=(2, 4))
     np.testing.assert_allclose(whole[:, 1:-1, 1:-1], blocks[:, 1:-1, 1:-1], atol=1e-4)
     assert (_affine_crop(a, 0, 0, 256, 0.0, 1.1)[:, :2, :2] == 0).all()  # outside the slice: zeros
+    # a slice that is not square: turned a quarter about the crop's centre all the same
+    b = np.random.default_rng(1).random((1, 300, 500)).astype(np.float32)
+    np.testing.assert_allclose(_affine_crop(b, 20, 150, 256, math.pi / 2, 1.0),
+                               np.rot90(b[:, 20:276, 150:406], 1, (1, 2)), atol=1e-4)
 
 
 def test_augmented_crops_keep_the_noise_untouched_and_the_targets_in_range(monkeypatch):
@@ -932,6 +953,10 @@ def test_augmented_crops_keep_the_noise_untouched_and_the_targets_in_range(monke
         d = float(dose[j])
         k = (1 - d) ** 0.5 / d ** 0.5
         assert float(noise[j].std()) == pytest.approx(0.5 * 20 * k, rel=0.12), j
+    # the slice and its targets are turned together: the middle plane is the slice's own body
+    body = (torch.nn.functional.interpolate(clean, scale_factor=2, mode="nearest")[:, 0] * 2000 - 1000) > -500
+    agree = (body == (occ[:, 4] > 0.5)).float().mean(dim=(1, 2))
+    assert float(agree.min()) > 0.97, agree.min()
     n = len(turned)
     tp._sample(data, np.random.default_rng(0), tp.PointConfig(batch=32, crop=64), full_dose=False)
     assert len(turned) == n  # without augment, none is
@@ -954,10 +979,20 @@ def test_networks_can_read_the_slice_spacing(tmp_path, monkeypatch):
         thin = contour_predict({"model": net}, x, full, 0.25, spacing=2.0, mirror=True)[1]
         thick = contour_predict({"model": net}, x, full, 0.25, spacing=torch.tensor([8.0, 8.0]))[1]
         assert thin.shape == thick.shape == (2, 9, 64, 64) and not torch.allclose(thin, thick)
+        # per slice, mirrored in one batch: each slice with its own spacing
+        mixed = contour_predict({"model": net}, x, full, 0.25, spacing=torch.tensor([2.0, 8.0]), mirror=True)[1]
+        alone = contour_predict({"model": net}, x[1:], full[1:], 0.25, spacing=8.0, mirror=True)[1]
+        torch.testing.assert_close(mixed[:1], thin[:1])
+        torch.testing.assert_close(mixed[1:], alone)
     # trained and validated with each slab's own spacing
     data = _tiny_slabs()
+    data.series[:] = ["thin", "thick", "thin"]
     monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data)
-    monkeypatch.setitem(tp._SPACING_Z, "synthetic", 2.5)
+    monkeypatch.setitem(tp._SPACING_Z, "thin", 2.5)
+    monkeypatch.setitem(tp._SPACING_Z, "thick", 8.0)
+    picks = []
+    sample = tp._sample
+    monkeypatch.setattr(tp, "_sample", lambda *a, **kw: (lambda out: picks.append(out[-1]) or out)(sample(*a, **kw)))
     seen = []
     forward = type(net).forward
     monkeypatch.setattr(type(net), "forward", lambda self, *a, spacing=None, **kw: (
@@ -966,7 +1001,10 @@ def test_networks_can_read_the_slice_spacing(tmp_path, monkeypatch):
     cfg = tp.PointConfig(steps=2, batch=2, crop=64, val_every=2, width=8, spacing_input=True)
     summary = tp.train_points("contour", tmp_path / "run", config=cfg)
     assert summary["steps_done"] == 2 and np.isfinite(summary["history"][-1]["msd_mm"])
-    assert seen and all(s is not None and set(s) == {2.5} for s in seen)
+    expected = {0: 2.5, 1: 8.0, 2: 2.5}
+    # training: each crop with its own slab's spacing; validation: the slabs in order
+    assert seen[:2] == [[expected[i] for i in p] for p in picks]
+    assert [2.5, 8.0, 2.5] in seen[2:]
 
 
 def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
@@ -991,6 +1029,10 @@ def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
     assert "resumed" not in log
     tp.train_contour_all(tmp_path / "same", kinds=("contour",), config=cfg)  # same architecture: resumed
     assert "resumed contour at step 2" in (tmp_path / "same" / "contour" / "train.log").read_text()
+    # a finished run of another architecture is neither skipped as done nor exported as this one
+    with pytest.raises(ValueError, match="train into another folder"):
+        tp.train_contour_all(tmp_path / "same", kinds=("contour",),
+                             config=tp.PointConfig(steps=2, batch=2, crop=64, width=16))
     # a committed variant (checkpoints/contour_VARIANT.pt) is found by its architecture
     (committed / "contour.pt").rename(committed / "contour_narrow.pt")
     tp.train_contour_all(tmp_path / "variant", kinds=("contour",), config=cfg)

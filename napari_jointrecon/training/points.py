@@ -235,8 +235,8 @@ def _affine_crop(planes: np.ndarray, y0: int, x0: int, c: int, angle: float, sca
     bilinear, zero outside."""
     h, w = planes.shape[-2:]
     cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
-    theta = torch.tensor([[[cos * c / w, -sin * c / h, (2 * x0 + c) / w - 1.0],
-                           [sin * c / w, cos * c / h, (2 * y0 + c) / h - 1.0]]], dtype=torch.float32)
+    theta = torch.tensor([[[cos * c / w, -sin * c / w, (2 * x0 + c) / w - 1.0],
+                           [sin * c / h, cos * c / h, (2 * y0 + c) / h - 1.0]]], dtype=torch.float32)
     t = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[None]
     grid = F.affine_grid(theta, [1, t.shape[1], c, c], align_corners=False)
     return F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0].numpy()
@@ -255,7 +255,7 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
             dose = 1.0
         else:
             dose = float(rng.choice(DOSE_LEVELS)) if rng.random() >= 0.2 else float(rng.uniform(0.05, 1.0))
-        sign = 1.0 if rng.integers(2) else -1.0
+        sign = (1.0 if rng.integers(2) else -1.0) if dose < 1.0 else 1.0
         y0, x0 = (2 * int(rng.integers((OUTPUT_SIZE - c) // 2 + 1)) for _ in range(2))
         sl = np.s_[y0:y0 + c, x0:x0 + c]
         if cfg.augment and rng.random() < 0.5:
@@ -335,13 +335,16 @@ def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, f
     return out
 
 
-def _architecture(config: dict) -> dict:
+def _architecture(config: dict, kind: str = "contour") -> dict:
     defaults = asdict(PointConfig())
-    return {k: config.get(k, defaults[k]) for k in ARCHITECTURE_FIELDS}
+    arch = {k: config.get(k, defaults[k]) for k in ARCHITECTURE_FIELDS}
+    if kind == "seq_contour_denoiser":  # it draws no surface: it never reads the spacing
+        arch["spacing_input"] = False
+    return arch
 
 
-def _same_architecture(config: dict, cfg: PointConfig) -> bool:
-    return _architecture(config) == _architecture(asdict(cfg))
+def _same_architecture(config: dict, cfg: PointConfig, kind: str = "contour") -> bool:
+    return _architecture(config, kind) == _architecture(asdict(cfg), kind)
 
 
 def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None = None, cache_dir="runs/cache",
@@ -368,9 +371,9 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
     ck = out / "checkpoint.pt"
     if ck.exists():
         saved = torch.load(ck, map_location="cpu", weights_only=False)
-        if not _same_architecture(saved.get("config", {}), cfg):
-            raise ValueError(f"{ck} was trained with {_architecture(saved.get('config', {}))}, not "
-                             f"{_architecture(asdict(cfg))}: resume it with its own, or train into another folder")
+        if not _same_architecture(saved.get("config", {}), cfg, kind):
+            raise ValueError(f"{ck} was trained with {_architecture(saved.get('config', {}), kind)}, not "
+                             f"{_architecture(asdict(cfg), kind)}: resume it with its own, or train into another folder")
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         state = saved["state"]
@@ -459,19 +462,25 @@ def train_contour_all(out_root: str | Path = "runs/points", *, kinds=("contour",
     for kind in kinds:
         out = root / kind
         summary = out / "summary.json"
-        if summary.exists() and json.loads(summary.read_text())["steps_done"] >= cfg.steps:
-            continue
+        if summary.exists():
+            done = json.loads(summary.read_text())
+            if not _same_architecture(done.get("config", {}), cfg, kind):
+                raise ValueError(f"{out} holds a {kind} run trained with "
+                                 f"{_architecture(done.get('config', {}), kind)}, not "
+                                 f"{_architecture(asdict(cfg), kind)}: train into another folder")
+            if done["steps_done"] >= cfg.steps:
+                continue
         # a committed run of this architecture: checkpoints/KIND.pt, or KIND_VARIANT.pt for another
         committed = [p for p in sorted(COMMITTED_CHECKPOINTS.glob(f"{kind}*.pt"))
                      if p.stem == kind or p.stem.startswith(f"{kind}_")]
         if not (out / "checkpoint.pt").exists() and committed:
             configs = {p: torch.load(p, map_location="cpu", weights_only=False).get("config", {}) for p in committed}
-            same = [p for p, config in configs.items() if _same_architecture(config, cfg)]
+            same = [p for p, config in configs.items() if _same_architecture(config, cfg, kind)]
             if same:
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(same[0], out / "checkpoint.pt")
             else:
-                print(f"no committed {kind} run was trained with {_architecture(asdict(cfg))} "
+                print(f"no committed {kind} run was trained with {_architecture(asdict(cfg), kind)} "
                       f"({', '.join(p.name for p in committed)} differ): {kind} starts afresh")
         train_points(kind, out, config=cfg, cache_dir=cache_dir,
                      denoiser=root / "seq_contour_denoiser" / "best.pt" if kind == "seq_contour_regressor" else None)
