@@ -30,8 +30,9 @@ input channel, a denoising decoder (residual, starts as the identity) and the oc
 decoder. A network with ``spacing_input`` also reads the series' slice spacing (a third channel, in
 units of ``SPACING_UNIT_MM``): the true slab surface runs straight between the series' slices, as
 marching cubes draws it, so how far it changes through the slab depends on how far apart they are
-(2 to 8 mm in the training data); the point models' card says which networks read it. The sequential counterpart is the same denoiser trained alone, then the same network without
-a denoising decoder (``denoise=False``) trained on full-dose slices, whose ``base`` is its input's.
+(2 to 8 mm in the training data); the point models' card says which networks read it. The
+sequential counterpart is the same denoiser trained alone, then the same network without a
+denoising decoder (``denoise=False``) trained on full-dose slices, whose ``base`` is its input's.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ContourNet", "INPUT_SIZE", "OUTPUT_SIZE", "N_PLANES", "BASE_HU", "CONTOUR_KINDS", "build_contour",
+__all__ = ["ContourNet", "INPUT_SIZE", "OUTPUT_SIZE", "N_PLANES", "BASE_HU", "CONTOUR_KINDS", "SURFACE_KINDS",
+           "build_contour",
            "contour_forward", "contour_predict", "to_sizes", "run_contour"]
 
 #: Pixels of the slice the network reads (area-averaged from the input).
@@ -54,6 +56,8 @@ BASE_HU = 100.0
 #: Millimetres per unit of the slice-spacing input (a network with ``spacing_input``).
 SPACING_UNIT_MM = 10.0
 CONTOUR_KINDS = ("contour", "seq_contour_denoiser", "seq_contour_regressor")
+#: The kinds that draw the surface: only they can read the slice spacing (``spacing_input``).
+SURFACE_KINDS = ("contour", "seq_contour_regressor")
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -207,6 +211,7 @@ def build_contour(kind: str, width: int = 16, spacing_input: bool = False) -> Co
     surface); the point models' card records each trained kind's."""
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a whole number of channels, got {width!r}")
+    spacing_input = spacing_input and kind in SURFACE_KINDS
     if kind == "contour":
         return ContourNet(width=width, spacing_input=spacing_input)
     if kind == "seq_contour_denoiser":

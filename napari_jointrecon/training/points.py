@@ -22,8 +22,8 @@ slabs from feet to head). Augmentation: left-right mirroring, the sign of the no
 of ``crop`` pixels of the network's 256 (``2 crop`` of the 512); doses 10/25/50/70 % (one time in
 five uniform in 5-100 %); with ``augment``, half the crops turned by up to 10 degrees and scaled by
 up to 10 % (patients differ in size and lie; the slice and its targets are resampled, the noise is
-added as the series has it, so that its texture is the scanner's). Loss: the normalised MSE of the denoised slice (area-averaged to 256)
-plus the binary cross-entropy of the occupancy logits at 512.
+added as the series has it, so that its texture is the scanner's). Loss: the normalised MSE of the
+denoised slice (area-averaged to 256) plus the binary cross-entropy of the occupancy logits at 512.
 
 Validation (model selection): the validation patients' slabs at 25 %: the mean surface distance in
 mm (mean nearest-neighbour distance in each direction, averaged) of 1000 points from the predicted
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from ..dose import DOSE_LEVELS
-from ..models.contour import N_PLANES, OUTPUT_SIZE, build_contour
+from ..models.contour import N_PLANES, OUTPUT_SIZE, SURFACE_KINDS, build_contour
 from ..pointcloud import (EVAL_POINTS, LEVEL_HU, SLAB_MM, SlabFrame, _largest_region, chamfer_distance,
                           occupancy_points, slab_bounds, surface_points)
 from .joint import normalised_mse
@@ -338,8 +338,7 @@ def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, f
 def _architecture(config: dict, kind: str = "contour") -> dict:
     defaults = asdict(PointConfig())
     arch = {k: config.get(k, defaults[k]) for k in ARCHITECTURE_FIELDS}
-    if kind == "seq_contour_denoiser":  # it draws no surface: it never reads the spacing
-        arch["spacing_input"] = False
+    arch["spacing_input"] = bool(arch["spacing_input"]) and kind in SURFACE_KINDS
     return arch
 
 
@@ -574,7 +573,7 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
         widths = "/".join(str(k * width) for k in (1, 2, 3, 4))
         card["kinds"][kind] = {"architecture": CONTOUR_ARCHITECTURES[kind].format(widths=widths),
                                "parameters": summary["parameters"], "width": width}
-        if summary["config"].get("spacing_input") and kind != "seq_contour_denoiser":
+        if summary["config"].get("spacing_input") and kind in SURFACE_KINDS:
             card["kinds"][kind]["spacing_input"] = True
             card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
         runs["runs"][fname] = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history",

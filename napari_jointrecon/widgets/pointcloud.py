@@ -10,8 +10,8 @@ added too, and the prediction is coloured by each point's distance to it.
 The 3D view is framed on the cloud (the body's surface around the slice). The slice is drawn as a
 layer one slice thick, and every volume (the CT, and any other, such as its denoised volume) hides
 until the view is 2D again: napari would otherwise send each visible volume to the graphics card, a
-second or more with the viewer frozen. "A rendering (MIP)" shows the whole volume, at that price. Torch and the point models load in
-the background when the dock opens.
+second or more with the viewer frozen. "A rendering (MIP)" shows the whole volume, at that price.
+Torch and the point models load in the background when the dock opens.
 """
 
 from __future__ import annotations
