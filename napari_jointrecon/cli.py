@@ -317,7 +317,8 @@ def _cmd_train_joint(args) -> int:
 def _cmd_train_contour(args) -> int:
     from .training.points import PointConfig, export_contour, train_contour_all
 
-    config = PointConfig(steps=args.steps, width=args.width, augment=args.augment, spacing_input=args.spacing_input)
+    config = PointConfig(steps=args.steps, width=args.width, augment=args.augment, spacing_input=args.spacing_input,
+                         crop=args.crop, batch=args.batch)
     train_contour_all(args.out, kinds=tuple(args.kinds), config=config, cache_dir=args.cache)
     if not args.no_export:
         print(f"exported {export_contour(args.out)}")
@@ -329,6 +330,7 @@ def _cmd_tune_points(args) -> int:
 
     chosen = tune_sampler(cache_dir=args.cache, write=not args.dry_run)
     print(f"contour sampler: {chosen['regions']}, level {chosen['level']:g}" + (", mirrored" if chosen["mirror"] else "")
+          + (", the slice's outline" if chosen["outline"] == "slice" else "")
           + (" (not written)" if args.dry_run else " written to the point models' card"))
     return 0
 
@@ -386,7 +388,14 @@ def _cmd_pointcloud(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .training.evaluate import evaluate
+    from .training.evaluate import evaluate, evaluate_points
+
+    if args.points_only:
+        if args.models or args.no_cards:
+            raise SystemExit("--points-only measures every point model and writes their card: "
+                             "leave out --models and --no-cards")
+        evaluate_points(args.output, cache_dir=args.cache)
+        return 0
 
     evaluate(args.output, cache_dir=args.cache, models=args.models or None,
              update_cards=not args.no_cards)
@@ -604,11 +613,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="turn and scale half the crops (up to 10 degrees and 10 %%; the noise untouched)")
     p.add_argument("--spacing-input", action="store_true",
                    help="the series' slice spacing as an input of the networks that draw the surface")
+    p.add_argument("--crop", type=int, default=128,
+                   help="pixels of the network's 256 x 256 input per crop (256: whole slices)")
+    p.add_argument("--batch", type=int, default=8, help="crops per step")
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_contour)
 
     p = sub.add_parser("tune-points", help="choose how the contour networks' clouds are drawn (iso level, "
-                                           "regions, mirroring) on the validation patients")
+                                           "regions, mirroring, outline) on the validation patients")
     p.add_argument("--cache", default="runs/cache")
     p.add_argument("--dry-run", action="store_true", help="print the scores, leave the card as it is")
     p.set_defaults(func=_cmd_tune_points)
@@ -632,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="runs/cache")
     p.add_argument("--models", nargs="*")
     p.add_argument("--no-cards", action="store_true", help="do not write results into the model cards")
+    p.add_argument("--points-only", action="store_true",
+                   help="only the point models on the held-out patients: replace that section of the output "
+                        "and the point models' card's results (the rest stays as the last full run wrote it)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="headless demo: napari screenshots and a report")

@@ -81,13 +81,13 @@ def point_model_card() -> dict:
 
 
 def contour_sampler() -> dict:
-    """How the contour networks' clouds are drawn from their occupancy: ``{"level", "regions", "mirror"}``
-    (:func:`napari_jointrecon.models.contour.run_contour`), the card's ``contour_sampler``, chosen on
-    the validation patients (:func:`napari_jointrecon.training.points.tune_sampler`); the 0.5 level
-    of the largest region where the card has none."""
+    """How the contour networks' clouds are drawn from their occupancy: ``{"level", "regions", "mirror",
+    "outline"}`` (:func:`napari_jointrecon.models.contour.run_contour`), the card's ``contour_sampler``,
+    chosen on the validation patients (:func:`napari_jointrecon.training.points.tune_sampler`); the
+    0.5 level of the largest region, with the network's outline, where the card has none."""
     chosen = point_model_card().get("contour_sampler") or {}
     return {"level": float(chosen.get("level", 0.5)), "regions": chosen.get("regions", "largest"),
-            "mirror": bool(chosen.get("mirror", False))}
+            "mirror": bool(chosen.get("mirror", False)), "outline": chosen.get("outline", "network")}
 
 
 def _sha256(path: Path) -> str:

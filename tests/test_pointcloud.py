@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -763,9 +765,13 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     logs = []
     chosen = tp.tune_sampler(write=False, log=logs.append)
     scores = chosen["validation_msd_mm"]
-    assert len(scores) == 2 * len(tp.SAMPLER_LEVELS) * len(pc.OCCUPANCY_REGIONS)  # mirrored or not
-    key = f"{chosen['regions']} {chosen['level']:g}" + (" mirror" if chosen["mirror"] else "")
+    from napari_jointrecon.models.contour import OUTLINES
+
+    # mirrored or not, the network's outline or the slice's
+    assert len(scores) == 2 * len(tp.SAMPLER_LEVELS) * len(pc.OCCUPANCY_REGIONS) * len(OUTLINES)
+    key = f"{chosen['regions']} {chosen['level']:g} {chosen['outline']}" + (" mirror" if chosen["mirror"] else "")
     assert scores[key] == min(scores.values())
+    assert any(scores[k] != scores[k.replace(" network", " slice")] for k in scores if " network" in k)
     assert all(np.isfinite(v) for v in scores.values()) and logs[-1].startswith("contour sampler:")
     card_file = JOINT_WEIGHTS_DIR / "card.json"
     card_before = card_file.read_bytes()
@@ -773,9 +779,81 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     assert card_file.read_bytes() == card_before
     # what the widgets, the CLI and predict_point_cloud draw with: the shipped card's choice
     card = point_model_card()["contour_sampler"]
-    assert contour_sampler() == {"level": card["level"], "regions": card["regions"], "mirror": card["mirror"]}
+    assert contour_sampler() == {"level": card["level"], "regions": card["regions"], "mirror": card["mirror"],
+                                 "outline": card.get("outline", "network")}
     assert card["regions"] in pc.OCCUPANCY_REGIONS and card["level"] in tp.SAMPLER_LEVELS
     assert "validation" in card["chosen_on"]
+
+
+def test_the_slice_outline_replaces_the_networks_and_keeps_what_it_predicts_inside():
+    from scipy import ndimage
+
+    from napari_jointrecon.models.contour import keep_slice_outline
+
+    yy, xx = np.mgrid[:128, :128]
+    r = np.hypot(yy - 64, xx - 64)
+    hole = np.hypot(yy - 64, xx - 50)
+    # the slice: a body of radius 40 (40 HU) with a lung of radius 8 (-800 HU); model scale
+    hu = np.where(r < 40, 40.0, -1000.0)
+    hu[hole < 8] = -800.0
+    den = (hu + 1000.0) / 2000.0
+    # the network: its outline widens to 46 through the slab (or narrows to 34), its lung shrinks to
+    # nothing, and a new one of radius 6 appears on the last plane
+    for radius in (46, 34):
+        prob = np.zeros((9, 128, 128), np.float32)
+        for k in range(9):
+            plane = (r < 40 + (radius - 40) * k / 8).astype(np.float32)
+            plane[hole < 8 * (1 - k / 8)] = 0.0
+            if k == 8:
+                plane[np.hypot(yy - 64, xx - 75) < 6] = 0.0
+            prob[k] = 0.05 + 0.9 * plane
+        kept = keep_slice_outline(prob, den) > 0.5
+        filled = np.stack([ndimage.binary_fill_holes(p) for p in kept])
+        assert all(np.array_equal(f, r < 40) for f in filled)  # the slice's outline on every plane
+        inner = ndimage.binary_erosion(r < min(40, radius), iterations=3)
+        # inside it, the network's lung (shrinking) and the new one
+        assert all(np.array_equal(kept[k] & inner, (prob[k] > 0.5) & inner) for k in range(9))
+        assert not kept[8][np.hypot(yy - 64, xx - 75) < 5].any() and kept[8][hole < 4].all()
+        if radius == 34:  # where the network's outline ends inside the slice's: tissue, no inner surface
+            assert kept[8][(r > 35) & (r < 39)].all()
+    # a lung of the slice in that band, which the network says has closed on the far planes: tissue
+    hu2 = np.where(r < 40, 40.0, -1000.0)
+    band_lung = np.hypot(yy - 64, xx - 98) < 2.5  # 32-36 pixels from the centre
+    hu2[band_lung] = -800.0
+    prob = np.stack([0.05 + 0.9 * (r < 40 - 6 * k / 8) * ~(band_lung & (k < 2)) for k in range(9)]).astype(np.float32)
+    kept = keep_slice_outline(prob, (hu2 + 1000.0) / 2000.0) > 0.5
+    assert kept[8][band_lung].all() and not kept[0][band_lung].any()
+    # a slice without a body keeps the network's occupancy as it is
+    assert np.array_equal(keep_slice_outline(prob, np.zeros((128, 128))), prob)
+
+
+def test_run_contour_draws_with_the_slice_outline():
+    import torch
+
+    from napari_jointrecon.models.contour import run_contour
+
+    from napari_jointrecon.models.contour import build_contour
+
+    nets = {"model": build_contour("contour", width=8).eval()}  # untrained: the slice's extrusion
+    yy, xx = np.mgrid[:64, :64]
+    # a body whose edge falls from 40 HU at 20 pixels to -1000 HU at 28 (-500 HU at 24.2)
+    hu = np.interp(np.hypot(yy - 31.5, xx - 31.5), [20.0, 28.0], [40.0, -1000.0])
+    img = torch.from_numpy(((hu + 1000.0) / 2000.0).astype(np.float32))
+    x, full = torch.nn.functional.avg_pool2d(img[None, None], 2), img[None, None]
+    clouds = [run_contour(nets, x, full, dose=[0.25], n_points=200, outline=outline)[1]
+              for outline in ("network", "slice")]
+    assert clouds[1].shape == (1, 200, 3) and torch.isfinite(clouds[1]).all()
+    assert torch.equal(*clouds)  # an untrained network draws the slice's own outline already
+    # a network that shrinks the body on every plane: its cloud moves inward, the slice's outline stays
+    with torch.no_grad():
+        nets["model"].points.head[-1].bias.fill_(-3.0)
+    radii = {}
+    for outline in ("network", "slice"):
+        pts = run_contour(nets, x, full, dose=[0.25], n_points=200, outline=outline)[1][0].numpy()
+        radii[outline] = np.median(np.hypot((pts[:, 1] + 1) * 32 - 0.5 - 31.5, (pts[:, 2] + 1) * 32 - 0.5 - 31.5))
+    assert radii["slice"] == pytest.approx(24.2, abs=0.7) and radii["network"] < 23.0, radii
+    with pytest.raises(ValueError, match="outline must be one of"):
+        run_contour(nets, x, full, dose=[0.25], outline="patient")
 
 
 def test_extrusion_cloud_copies_the_slice_contour_through_the_slab(chest):
@@ -1018,6 +1096,11 @@ def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
     assert state["config"]["width"] == 8 and state["model"]["s1.0.0.weight"].shape[0] == 8
     with pytest.raises(ValueError, match="trained with"):
         tp.train_points("contour", tmp_path / "run", config=tp.PointConfig(steps=4, batch=2, crop=64, width=16))
+    for other in (dict(batch=4, crop=64), dict(batch=2, crop=32)):  # nor with other crops or batches
+        with pytest.raises(ValueError, match="trained with"):
+            tp.train_points("contour", tmp_path / "run", config=tp.PointConfig(steps=4, width=8, **other))
+    with pytest.raises(ValueError, match="crop must be a multiple of 8"):
+        tp.train_points("contour", tmp_path / "bad", config=tp.PointConfig(steps=4, crop=300))
     # a committed checkpoint of another architecture is not resumed: the run starts afresh
     committed = tmp_path / "committed"
     committed.mkdir()
@@ -1037,6 +1120,12 @@ def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
     (committed / "contour.pt").rename(committed / "contour_narrow.pt")
     tp.train_contour_all(tmp_path / "variant", kinds=("contour",), config=cfg)
     assert "resumed contour at step 2" in (tmp_path / "variant" / "contour" / "train.log").read_text()
+    # the command's options reach the run's configuration
+    seen = {}
+    monkeypatch.setattr(tp, "train_contour_all", lambda out, **kw: seen.update(kw))
+    assert cli_main(["train-contour", "--out", str(tmp_path / "cli"), "--kinds", "contour", "--crop", "192",
+                     "--batch", "4", "--width", "8", "--no-export"]) == 0
+    assert (seen["config"].crop, seen["config"].batch, seen["config"].width) == (192, 4, 8)
 
 
 def test_contour_model_predicts_a_cloud_on_the_anatomy(chest, low_chest):
@@ -1078,6 +1167,48 @@ def test_contour_model_puts_points_on_the_lungs_vessels_and_airways(chest, low_c
     ref = inner_share(nj.reference_point_cloud(chest, k, 10000))
     pred = inner_share(nj.predict_point_cloud(low_chest, slice_index=k, dose=0.25, model="contour").points)
     assert ref > 0.3 and abs(pred - ref) < 0.15, (pred, ref)
+
+
+def test_evaluate_points_only_replaces_the_point_section_alone(tmp_path, monkeypatch):
+    import shutil
+
+    from napari_jointrecon import joint
+    from napari_jointrecon.training import evaluate as ev
+    from napari_jointrecon.training import points_eval
+
+    results = {"ct-series/a": {"patient": "A", "slabs": [4, 8], "rows": {
+        "surface_1000": {"msd_mm": [1.0, 1.2], "chamfer": [0.001, 0.001]},
+        "extrusion": {"msd_mm": [2.0, 2.0], "chamfer": [0.003, 0.003]},
+        "contour": {"msd_mm": [1.5, 1.7], "chamfer": [0.002, 0.002]}}}}
+    monkeypatch.setattr(points_eval, "heldout_point_rows", lambda models, **kw: results)
+    weights = tmp_path / "joint"
+    weights.mkdir()
+    shutil.copyfile(joint.JOINT_WEIGHTS_DIR / "card.json", weights / "card.json")
+    monkeypatch.setattr(joint, "JOINT_WEIGHTS_DIR", weights)
+    out = tmp_path / "RESULTS.md"
+    before = "# Results\n\n## Denoising\n\nrows\n\n"
+    after = "## Model cards\n\ncards\n"
+    out.write_text(before + "## 3D point clouds on held-out patients\n\nold table\n\n" + after)
+    assert cli_main(["evaluate", "--points-only", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith(before) and text.endswith(after) and "old table" not in text
+    assert "Made by `jointrecon evaluate --points-only` on" in text
+    assert "| contour | 1.60 | 0.80 | 0.0020 |" in text
+    card = json.loads((weights / "card.json").read_text())
+    assert card["results"]["heldout"]["groups"]["ct-series/a"]["rows"]["contour"]["msd_mm"] == [1.5, 1.7]
+    assert card["results"]["heldout"]["measured_by"].startswith("jointrecon evaluate --points-only, 2")
+    # the section last in the file
+    out.write_text(before + "## 3D point clouds on held-out patients\n\nold table\n")
+    ev.evaluate_points(out)
+    text = out.read_text()
+    assert text.startswith(before) and "old table" not in text and text.endswith("|\n")
+    with pytest.raises(SystemExit, match="leave out --models and --no-cards"):
+        cli_main(["evaluate", "--points-only", "--no-cards", "--output", str(out)])
+    # a file without the section: a clear message, the file untouched
+    out.write_text(before + after)
+    with pytest.raises(ValueError, match="no '## 3D point clouds on held-out patients' section"):
+        ev.evaluate_points(out)
+    assert out.read_text() == before + after
 
 
 def test_held_out_point_table_and_the_distances_the_cli_prints():

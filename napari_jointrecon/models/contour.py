@@ -22,7 +22,9 @@ a surface by construction; they are spread evenly in millimetres (``spread_in="m
 drawn. How they are drawn is the point models' card's ``contour_sampler``, chosen on the validation
 patients (``jointrecon tune-points``): the iso level, every region inside the body's outline (so the
 vessels and airways the slab has are drawn even where the prediction does not join them to the
-body), and the mean of the network on the slice and on its mirror image (:func:`contour_predict`).
+body), the mean of the network on the slice and on its mirror image (:func:`contour_predict`), and
+whose outline of the body is drawn: the network's, or the denoised slice's own copied through the
+slab with the network's prediction kept inside it (:func:`keep_slice_outline`).
 
 One encoder serves both outputs (the design's joint network): a U-Net of four scales at
 ``INPUT_SIZE`` = 256 pixels (2x area averaging of a 512 x 512 slice), the dose fraction as a second
@@ -37,13 +39,15 @@ denoising decoder (``denoise=False``) trained on full-dose slices, whose ``base`
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["ContourNet", "INPUT_SIZE", "OUTPUT_SIZE", "N_PLANES", "BASE_HU", "CONTOUR_KINDS", "SURFACE_KINDS",
            "build_contour",
-           "contour_forward", "contour_predict", "to_sizes", "run_contour"]
+           "contour_forward", "contour_predict", "to_sizes", "run_contour", "OUTLINES", "OUTLINE_MARGIN_PX",
+           "keep_slice_outline"]
 
 #: Pixels of the slice the network reads (area-averaged from the input).
 INPUT_SIZE = 256
@@ -58,6 +62,12 @@ SPACING_UNIT_MM = 10.0
 CONTOUR_KINDS = ("contour", "seq_contour_denoiser", "seq_contour_regressor")
 #: The kinds that draw the surface: only they can read the slice spacing (``spacing_input``).
 SURFACE_KINDS = ("contour", "seq_contour_regressor")
+#: Whose outline of the body a cloud is drawn with (:func:`keep_slice_outline`): the network's, or
+#: the slice's own, copied through the slab.
+OUTLINES = ("network", "slice")
+#: Pixels (of the 512) the slice's outline is shrunk by before the network's occupancy is kept
+#: inside it, so that the outline's surface stays the slice's where the two meet.
+OUTLINE_MARGIN_PX = 2
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -205,6 +215,50 @@ def contour_predict(nets: dict, x, full, dose=None, *, mirror: bool = False, spa
     return den, 0.5 * (prob[:n] + prob[n:].flip(-1))
 
 
+def _outline(mask):
+    """The filled outer boundary of the largest connected region of a 2D mask (all False if empty)."""
+    from scipy import ndimage
+
+    from ..pointcloud import _largest_region
+
+    region = _largest_region(mask)
+    return np.zeros_like(mask) if region is None else ndimage.binary_fill_holes(region)
+
+
+def keep_slice_outline(prob, denoised, level: float = 0.5):
+    """Occupancy probabilities ``(planes, H, W)`` whose outline of the body is the slice's own.
+
+    The body's outer outline through a 16 mm slab depends on the patient's build (the flanks narrow
+    above the hips, widen to the shoulders), which one slice of a few training patients cannot teach;
+    on the validation patients the networks' predicted change of the outline lost to the slice's
+    own outline copied through the slab (the extrusion's), while what they predict inside the body
+    (lungs, airways, gas and vessels that come and go through the slab) won. So: the slice's
+    occupancy ``sigmoid((HU + 500) / BASE_HU)`` of the ``denoised`` slice (``(H, W)``, model scale),
+    with the network's ``prob`` kept on each plane where the network's own outline there and the
+    slice's (shrunk by ``OUTLINE_MARGIN_PX``) both hold; inside the slice's outline where the network's
+    own ends, tissue (the network says the slice's lungs or gas do not reach there on that plane).
+    ``level``: the iso level the cloud is drawn at."""
+    from scipy import ndimage
+
+    prob = np.asarray(prob, dtype=np.float32)
+    base = 1.0 / (1.0 + np.exp(-(np.asarray(denoised, dtype=np.float32) * 2000.0 - 500.0) / BASE_HU))
+    outline = _outline(base > level)
+    if not outline.any():  # no body in the slice: nothing to keep
+        return prob
+    inner = ndimage.binary_erosion(outline, iterations=OUTLINE_MARGIN_PX)
+    out = np.repeat(base[None], prob.shape[0], axis=0)
+    box = ndimage.find_objects(inner.astype(np.uint8))
+    if not box:  # a body thinner than the margin: the slice's occupancy alone
+        return out
+    # only inside the slice's outline does the network's occupancy count: its box, with a margin
+    box = tuple(slice(max(b.start - 8, 0), b.stop + 8) for b in box[0])
+    inside = inner[box]
+    for k, plane in enumerate(prob[(slice(None), *box)]):
+        keep = inside & _outline(plane > level)
+        out[(k, *box)] = np.where(keep, plane, np.where(inside, np.float32(1.0), base[box]))
+    return out
+
+
 def build_contour(kind: str, width: int = 16, spacing_input: bool = False) -> ContourNet:
     """A contour kind (:data:`CONTOUR_KINDS`) of encoder ``width`` (the first scale's channels), with
     the slice spacing as an input where ``spacing_input`` (not the sequential denoiser's: it draws no
@@ -223,19 +277,23 @@ def build_contour(kind: str, width: int = 16, spacing_input: bool = False) -> Co
 
 @torch.no_grad()
 def run_contour(nets: dict, x, full, *, extents=None, dose=None, n_points: int = 1000, level: float = 0.5,
-                regions: str = "largest", mirror: bool = False, spacing=None):
+                regions: str = "largest", mirror: bool = False, spacing=None, outline: str = "network"):
     """Denoised slices (full size) and ``(B, n_points, 3)`` normalised points of a batch: the ``level``
     iso-surface of the predicted occupancy (its ``regions``:
-    :func:`napari_jointrecon.pointcloud.occupancy_regions`; ``mirror``: :func:`contour_predict`),
+    :func:`napari_jointrecon.pointcloud.occupancy_regions`; ``mirror``: :func:`contour_predict`;
+    ``outline``: :data:`OUTLINES`, ``"slice"`` keeps the slice's own, :func:`keep_slice_outline`),
     spread evenly in millimetres. The product draws with the point models' card's
     ``contour_sampler`` (tuned on validation)."""
-    import numpy as np
-
     from ..pointcloud import occupancy_points
 
+    if outline not in OUTLINES:
+        raise ValueError(f"outline must be one of {', '.join(OUTLINES)}, got {outline!r}")
     d = None if dose is None else torch.as_tensor(dose, dtype=torch.float32).reshape(-1).to(x.device)
     den, prob = contour_predict(nets, x, full, d, mirror=mirror, spacing=spacing)
     prob = prob.cpu().numpy()
+    if outline == "slice":  # the slice's outline: the denoised slice's, or the input's for a regressor alone
+        slices = (den if den is not None else full)[:, 0].float().cpu().numpy()
+        prob = np.stack([keep_slice_outline(p, s, level) for p, s in zip(prob, slices)])
     pts = [occupancy_points(p, n_points, half_extent_mm=None if extents is None else extents[k], spread_in="mm",
                             level=level, regions=regions)
            for k, p in enumerate(prob)]

@@ -185,7 +185,8 @@ def _runtimes(names: list[str], cards: dict) -> dict[str, list[str]]:
     return out
 
 
-def heldout_points_section(*, cache_dir, when: str, log=print) -> list[str]:
+def heldout_points_section(*, cache_dir, when: str, log=print, command: str = "jointrecon evaluate",
+                           dated: bool = False) -> list[str]:
     """The point models against the extrusion baseline on held-out patients at 25 %; the results go
     into the point models' card (``results.heldout``), where the CLI and the tests read them."""
     from ..joint import JOINT_WEIGHTS_DIR, POINT_MODELS, point_model_card
@@ -195,14 +196,45 @@ def heldout_points_section(*, cache_dir, when: str, log=print) -> list[str]:
     models = [m for m in POINT_MODELS if all(f"{k}_seed0.pt" in card["files"] for k in POINT_MODELS[m])]
     results = heldout_point_rows(models, dose=0.25, cache_dir=cache_dir, log=log)
     card.setdefault("results", {})["heldout"] = {
-        "measured_by": f"jointrecon evaluate, {when}", "dose": "25%",
+        "measured_by": f"{command}, {when}", "dose": "25%",
         "format": "per group (held-out patient's series, or the chest point test slabs): per cloud, the mean "
                   "surface distance (mm) and the normalised Chamfer, one value per slab",
         "groups": {g: {"patient": r["patient"], "slabs": [int(k) for k in r["slabs"]],
                        "rows": {c: {m: [round(v, 5) for v in vals] for m, vals in row.items()}
                                 for c, row in r["rows"].items()}} for g, r in results.items()}}
     (JOINT_WEIGHTS_DIR / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    return heldout_point_markdown(results, dose=0.25)
+    return heldout_point_markdown(results, dose=0.25, made_by=f"`{command}`" + (f" on {when}" if dated else ""))
+
+
+def evaluate_points(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = "runs/cache",
+                    log=print) -> Path:
+    """Measure the point models on the held-out patients again and replace only that section of
+    ``out_md`` (and the point models' card's results): for a new point network or sampler, without
+    evaluating every denoiser again. The rest of the file stays as the last full evaluation wrote it."""
+    from .points_eval import POINTS_SECTION
+
+    path = Path(out_md)
+
+    def section_bounds(text: str) -> tuple[int, int]:
+        start = text.find("\n" + POINTS_SECTION + "\n")
+        if start < 0:
+            raise ValueError(f"{out_md} has no '{POINTS_SECTION}' section: run a full `jointrecon evaluate` first")
+        end = text.find("\n## ", start + 1)
+        return start + 1, (len(text) if end < 0 else end + 1)
+
+    section_bounds(path.read_text() if path.exists() else "")  # before minutes of measuring
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = heldout_points_section(cache_dir=cache_dir, when=when, log=log,
+                                   command="jointrecon evaluate --points-only", dated=True)
+    section = "\n".join(lines).rstrip("\n") + "\n"
+    text = path.read_text()  # as it is now
+    start, end = section_bounds(text)
+    new = text[:start] + section + ("\n" + text[end:] if end < len(text) else "")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+    log(f"wrote the point-cloud section of {out_md}")
+    return path
 
 
 def evaluate(out_md: str | Path = "docs/RESULTS.md", *, cache_dir: str | Path = "runs/cache",

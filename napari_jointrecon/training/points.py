@@ -25,10 +25,11 @@ up to 10 % (patients differ in size and lie; the slice and its targets are resam
 added as the series has it, so that its texture is the scanner's). Loss: the normalised MSE of the
 denoised slice (area-averaged to 256) plus the binary cross-entropy of the occupancy logits at 512.
 
-Validation (model selection): the validation patients' slabs at 25 %: the mean surface distance in
-mm (mean nearest-neighbour distance in each direction, averaged) of 1000 points from the predicted
-occupancy (spread evenly in mm, as the product draws them) against 10,000 reference points of the
-true slab surface, and the PSNR of the denoised slice (area-averaged to 256 x 256).
+Validation (model selection): the validation patients' slabs at 25 % (``VAL_SLABS`` per series):
+the mean surface distance in mm (mean nearest-neighbour distance in each direction, averaged) of
+1000 points from the predicted occupancy (spread evenly in mm, as the product draws them) against
+10,000 reference points of the true slab surface, and the PSNR of the denoised slice
+(area-averaged to 256 x 256).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..dose import DOSE_LEVELS
-from ..models.contour import N_PLANES, OUTPUT_SIZE, SURFACE_KINDS, build_contour
+from ..models.contour import N_PLANES, OUTLINES, OUTPUT_SIZE, SURFACE_KINDS, build_contour, keep_slice_outline
 from ..pointcloud import (EVAL_POINTS, LEVEL_HU, SLAB_MM, SlabFrame, _largest_region, chamfer_distance,
                           occupancy_points, slab_bounds, surface_points)
 from .joint import normalised_mse
@@ -59,8 +60,10 @@ POINT_SERIES = tuple(s for s in PATIENT_SPLIT if s.startswith(("chest-ct-dicom",
 #: The chest series' point-cloud test slabs, and the centres kept out of training around them.
 CHEST_TEST_CENTRES = tuple(range(64, 77))
 CHEST_EXCLUDED = range(55, 86)
-#: Validation slabs per validation series (spread over the series).
-VAL_SLABS = 6
+#: Validation slabs per validation series (spread over the series; every slab centre where a series
+#: has fewer). With 6 per series, a run's validation curve jumped by about 0.05 mm from one check to
+#: the next late in training, as much as the differences between runs; with 24, by about 0.02 mm.
+VAL_SLABS = 24
 
 
 def plane_offsets_mm() -> np.ndarray:
@@ -142,7 +145,7 @@ def _oriented(rel: str):
 def build_point_slabs(split: str, *, cache_dir: str | Path = "runs/cache", out_dir: str | Path = "runs/points_data512",
                       log=print) -> PointSlabs:
     """The slabs of a split (``"train"``, ``"val"``, ``"test"`` or ``"chest_test"``), cached on disk."""
-    path = Path(out_dir) / f"{split}.npz"
+    path = Path(out_dir) / (f"val{VAL_SLABS}.npz" if split == "val" else f"{split}.npz")
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             return PointSlabs(z["clean"], z["noise"], z["occupancy"], z["series"].tolist(), z["centres"].tolist(),
@@ -225,7 +228,7 @@ DEFAULT_POINT_CONFIG = PointConfig()
 AUGMENT_DEGREES = 10.0
 AUGMENT_SCALE = 0.1
 #: What a run's checkpoint must share with the configuration that resumes it.
-ARCHITECTURE_FIELDS = ("width", "augment", "spacing_input")
+ARCHITECTURE_FIELDS = ("width", "augment", "spacing_input", "crop", "batch")
 _M = lambda hu: (torch.as_tensor(hu, dtype=torch.float32) + 1000.0) / 2000.0  # noqa: E731
 
 
@@ -283,9 +286,10 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
 
 
 @torch.no_grad()
-def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = False, spacing=None):
-    """Denoised slices (model scale, area-averaged to 256) and occupancy probabilities (512, None for
-    a denoiser alone) of every slab at ``dose``; ``nets`` as for
+def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = False, spacing=None,
+                  full_size: bool = False):
+    """Denoised slices (model scale, area-averaged to 256, or at 512 with ``full_size``) and occupancy
+    probabilities (512, None for a denoiser alone) of every slab at ``dose``; ``nets`` as for
     :func:`~napari_jointrecon.models.contour.contour_forward`, or a denoiser alone as ``{"model": net}``;
     ``mirror``: :func:`~napari_jointrecon.models.contour.contour_predict`; ``spacing``: each slab's
     slice spacing (:func:`slab_spacing`), for networks that read it."""
@@ -299,7 +303,7 @@ def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = F
         d = torch.full((x.shape[0],), float(dose))
         den, prob = contour_predict(nets, x, full, d, mirror=mirror,
                                     spacing=None if spacing is None else spacing[list(idx)])
-        dens.append(F.avg_pool2d(den, 2))
+        dens.append(den if full_size else F.avg_pool2d(den, 2))
         probs.append(prob)
     return torch.cat(dens), (torch.cat(probs) if probs[0] is not None else None)
 
@@ -356,6 +360,11 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
     on the output of ``denoiser``, the trained sequential denoiser's ``best.pt``).
     """
     cfg = config or PointConfig()
+    if not (isinstance(cfg.crop, int) and 8 <= cfg.crop <= OUTPUT_SIZE // 2 and cfg.crop % 8 == 0):
+        raise ValueError(f"crop must be a multiple of 8 from 8 to {OUTPUT_SIZE // 2} pixels of the network's "
+                         f"input, got {cfg.crop!r}")
+    if not (isinstance(cfg.batch, int) and cfg.batch >= 1):
+        raise ValueError(f"batch must be at least 1 crop, got {cfg.batch!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = log or run_logger(out / "train.log")
@@ -366,7 +375,7 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
     rng = np.random.default_rng(cfg.seed)
     net = build_contour(kind, cfg.width, cfg.spacing_input)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    state = {"step": 0, "elapsed": 0.0, "history": [], "best_step": None}
+    state = {"step": 0, "elapsed": 0.0, "history": [], "best_step": None, "val_slabs": len(val.centres)}
     ck = out / "checkpoint.pt"
     if ck.exists():
         saved = torch.load(ck, map_location="cpu", weights_only=False)
@@ -379,6 +388,10 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
         log(f"resumed {kind} at step {state['step']}")
+        if state.get("val_slabs") != len(val.centres):  # validated on another set: its best is no yardstick
+            log(f"the validation set changed ({state.get('val_slabs', 'unrecorded')} -> {len(val.centres)} slabs): "
+                "the best step is chosen again from here")
+            state["best_step"], state["val_slabs"] = None, len(val.centres)
     train_spacing = slab_spacing(train) if net.spacing_input else None
     nets = {"model": net}
     if kind == "seq_contour_regressor":
@@ -442,7 +455,8 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
     summary = {"kind": kind, "config": asdict(cfg), "steps_done": state["step"], "best_step": state["best_step"],
                "wall_time_s": round(state["elapsed"], 1), "history": state["history"],
                "parameters": sum(p.numel() for p in net.parameters()), "train_slabs": len(train.centres),
-               "train_series": sorted(set(train.series)), "val_series": sorted(set(val.series))}
+               "train_series": sorted(set(train.series)), "val_series": sorted(set(val.series)),
+               "val_slabs": len(val.centres)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -508,8 +522,9 @@ def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/po
                  write: bool = True, log=print) -> dict:
     """Choose how the contour networks' clouds are drawn (the card's ``contour_sampler``,
     :func:`napari_jointrecon.joint.contour_sampler`): of every iso level (:data:`SAMPLER_LEVELS`),
-    regions (:data:`~napari_jointrecon.pointcloud.OCCUPANCY_REGIONS`) and mirror averaging
-    (:func:`~napari_jointrecon.models.contour.contour_predict`), the one with the lowest mean
+    regions (:data:`~napari_jointrecon.pointcloud.OCCUPANCY_REGIONS`), mirror averaging
+    (:func:`~napari_jointrecon.models.contour.contour_predict`) and outline
+    (:data:`~napari_jointrecon.models.contour.OUTLINES`), the one with the lowest mean
     surface distance on the validation patients' slabs at ``dose``, for the shipped joint network
     (``contour``, the default). Its sequential counterpart is drawn the same way, so that the two
     differ only in their networks. Returns the choice and the score of every candidate."""
@@ -522,17 +537,22 @@ def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/po
     nets = load_point_model(model)
     scores = {}
     for mirror in (False, True):
-        _, prob = predict_slabs(nets, data, dose, mirror=mirror,
-                                spacing=slab_spacing(data) if _reads_spacing(nets) else None)
-        for regions in OCCUPANCY_REGIONS:
+        den, prob = predict_slabs(nets, data, dose, mirror=mirror, full_size=True,
+                                  spacing=slab_spacing(data) if _reads_spacing(nets) else None)
+        for outline in OUTLINES:
             for level in SAMPLER_LEVELS:
-                key = f"{regions} {level:g}" + (" mirror" if mirror else "")
-                scores[key] = round(float(np.mean([_msd(prob[i].numpy(), data, i, level, regions)
-                                                   for i in range(prob.shape[0])])), 4)
-                log(f"  {key:22s} {scores[key]:.3f} mm")
+                probs = [prob[i].numpy() if outline == "network"
+                         else keep_slice_outline(prob[i].numpy(), den[i, 0].numpy(), level)
+                         for i in range(prob.shape[0])]
+                for regions in OCCUPANCY_REGIONS:
+                    key = f"{regions} {level:g} {outline}" + (" mirror" if mirror else "")
+                    scores[key] = round(float(np.mean([_msd(p, data, i, level, regions)
+                                                       for i, p in enumerate(probs)])), 4)
+                    log(f"  {key:30s} {scores[key]:.3f} mm")
     best = min(scores, key=scores.get)
-    regions, level, *mirror = best.split()
-    chosen = {"level": float(level), "regions": regions, "mirror": bool(mirror), "model": model, "dose": dose,
+    regions, level, outline, *mirror = best.split()
+    chosen = {"level": float(level), "regions": regions, "mirror": bool(mirror), "outline": outline,
+              "model": model, "dose": dose,
               "validation_msd_mm": scores,
               "chosen_on": f"the validation patients' slabs ({len(data.centres)}, {', '.join(sorted(set(data.series)))})"}
     if write:
@@ -541,7 +561,7 @@ def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/po
         card["contour_sampler"] = chosen
         card_file.write_text(json.dumps(card, indent=2) + "\n")
     log(f"contour sampler: {best} ({scores[best]:.3f} mm; the 0.5 level of the largest region, as trained: "
-        f"{scores.get('largest 0.5', float('nan')):.3f} mm)")
+        f"{scores.get('largest 0.5 network', float('nan')):.3f} mm)")
     return chosen
 
 
@@ -577,7 +597,10 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
             card["kinds"][kind]["spacing_input"] = True
             card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
         runs["runs"][fname] = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history",
-                                                       "train_slabs", "train_series", "val_series", "config")}
+                                                       "train_slabs", "train_series", "val_series", "config")
+                               if k in summary}
+        if "val_slabs" in summary:
+            runs["runs"][fname]["val_slabs"] = summary["val_slabs"]
         if kind == "contour" and card.pop("contour_sampler", None) is not None:
             print("the contour network changed: its sampler is chosen again by jointrecon tune-points")
     from ..joint import POINT_MODELS
@@ -587,11 +610,12 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
             card["models"][name] = list(kinds)
     runs["data"] = ("chest and abdomen series of the patient split (training/points.py): every slab centre of "
                     "the training patients' series (chest-ct-dicom without centres 55-85), read at 256 x 256 "
-                    "(2x area averaging), occupancy targets at 512 x 512, doses 10/25/50/70 % (one in five uniform in 5-100 %), the series' own textured "
-                    "noise, left-right mirroring and the noise's sign, random 128-pixel crops (256 at 512); a run whose "
+                    "(2x area averaging), occupancy targets at 512 x 512, doses 10/25/50/70 % (one in five uniform "
+                    "in 5-100 %), the series' own textured noise, left-right mirroring and the noise's sign, random "
+                    "crops (each run's config: `batch` crops of `crop` pixels of the 256 per step); a run whose "
                     "config has `augment` turned and scaled half its crops (up to 10 degrees and 10 %, the slice and "
-                    "its targets; the noise added untouched); kept at the best "
-                    "validation step (mean surface distance at 25 % on the validation patients; the sequential "
+                    "its targets; the noise added untouched); kept at the best validation step (mean surface "
+                    "distance at 25 % on the validation patients' slabs, each run's `val_slabs`; the sequential "
                     "denoiser at its best PSNR)")
     runs["seeds"] = [0]
     card_file.write_text(json.dumps(card, indent=2) + "\n")

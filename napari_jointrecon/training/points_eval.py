@@ -35,9 +35,12 @@ from ..models.contour import N_PLANES
 from .points import CHEST_TEST_CENTRES, POINT_SERIES
 from .series import PATIENT_SPLIT
 
-__all__ = ["heldout_point_rows", "heldout_point_markdown", "extrusion_cloud", "BASELINES"]
+__all__ = ["heldout_point_rows", "heldout_point_markdown", "extrusion_cloud", "BASELINES", "POINTS_SECTION"]
 
 BASELINES = ("surface_1000", "extrusion", "extrusion_body")
+#: The heading of the held-out point-cloud section of the results (``jointrecon evaluate --points-only``
+#: replaces that section alone).
+POINTS_SECTION = "## 3D point clouds on held-out patients"
 LABELS = {"surface_1000": "1000 points of the true surface (level)", "input": "low-dose input",
           "extrusion": "extrusion: the slice's -500 HU contour copied through the slab (no network)",
           "extrusion_body": "extrusion of every -500 HU region inside the body's outline (vessels, airways; "
@@ -119,15 +122,18 @@ def _sampler_text() -> str:
     sampler = contour_sampler()
     regions = "every region inside the body" if sampler["regions"] == "body" else "the largest region"
     return (f"iso level {sampler['level']:g}, {regions}"
-            + (", the mean of the network on the slice and on its mirror image" if sampler["mirror"] else ""))
+            + (", the mean of the network on the slice and on its mirror image" if sampler["mirror"] else "")
+            + (", the body's outline the slice's own (the network's occupancy kept inside it)"
+               if sampler["outline"] == "slice" else ""))
 
 
-def heldout_point_markdown(results: dict, *, dose: float = 0.25, labels: dict | None = None) -> list[str]:
+def heldout_point_markdown(results: dict, *, dose: float = 0.25, labels: dict | None = None,
+                           made_by: str = "`jointrecon evaluate`") -> list[str]:
     labels = {**LABELS, **(labels or {})}
     groups = list(results)
     clouds = [c for c in next(iter(results.values()))["rows"] if c != "input"]
-    lines = ["## 3D point clouds on held-out patients", "",
-             f"Made by `jointrecon evaluate` (`napari_jointrecon/training/points_eval.py`). {dose * 100:g} % dose; "
+    lines = [POINTS_SECTION, "",
+             f"Made by {made_by} (`napari_jointrecon/training/points_eval.py`). {dose * 100:g} % dose; "
              "each patient's slabs spread over its series, 16 mm slabs, the reference 10,000 points of the "
              "full-dose -500 HU surface; every cloud 1000 points. Mean surface distance in mm (mean "
              "nearest-neighbour distance in each direction, averaged; lower is better), mean over the slabs; "
