@@ -923,6 +923,25 @@ def test_contour_training_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert (part / "best.pt").exists() and "resumed contour at step 1" in (part / "train.log").read_text()
 
 
+def test_a_resumed_run_chooses_its_best_step_again_when_its_validation_changed(tmp_path, monkeypatch):
+    from napari_jointrecon.training import points as tp
+
+    data, fewer = _tiny_slabs(3), _tiny_slabs(2)
+    monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data)
+    (tmp_path / "STOP").touch()  # stop after the first step
+    tp.train_points("contour", tmp_path, config=tp.PointConfig(steps=4, batch=2, crop=64, val_every=1, width=8))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["state"]
+    assert state["val_slabs"] == 3 and state["best_step"] == 1
+    monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data if split == "train" else fewer)
+    summary = tp.train_points("contour", tmp_path, config=tp.PointConfig(steps=4, batch=2, crop=64, val_every=1,
+                                                                         width=8))
+    assert "the validation set changed (3 -> 2 slabs)" in (tmp_path / "train.log").read_text()
+    # the step validated on three slabs is no yardstick: the best is one of those measured on two
+    assert summary["val_slabs"] == 2 and summary["best_step"] in (2, 3, 4)
+    best = next(h for h in summary["history"] if h["step"] == summary["best_step"])
+    assert best["msd_mm"] == min(h["msd_mm"] for h in summary["history"] if h["step"] > 1)
+
+
 def test_contour_networks_come_in_widths_and_the_card_says_which():
     from napari_jointrecon.joint import point_model_card
     from napari_jointrecon.models.contour import ContourNet, build_contour
