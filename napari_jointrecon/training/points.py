@@ -596,11 +596,10 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
         if summary["config"].get("spacing_input") and kind in SURFACE_KINDS:
             card["kinds"][kind]["spacing_input"] = True
             card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
+        # val_slabs: runs from before it was recorded have none
         runs["runs"][fname] = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history",
-                                                       "train_slabs", "train_series", "val_series", "config")
-                               if k in summary}
-        if "val_slabs" in summary:
-            runs["runs"][fname]["val_slabs"] = summary["val_slabs"]
+                                                       "train_slabs", "train_series", "val_series", "config",
+                                                       "val_slabs") if k in summary}
         if kind == "contour" and card.pop("contour_sampler", None) is not None:
             print("the contour network changed: its sampler is chosen again by jointrecon tune-points")
     from ..joint import POINT_MODELS
