@@ -318,7 +318,7 @@ def _cmd_train_contour(args) -> int:
     from .training.points import PointConfig, export_contour, train_contour_all
 
     config = PointConfig(steps=args.steps, width=args.width, augment=args.augment, spacing_input=args.spacing_input,
-                         crop=args.crop, batch=args.batch)
+                         crop=args.crop, batch=args.batch, outline=args.outline, train_on=args.train_on)
     train_contour_all(args.out, kinds=tuple(args.kinds), config=config, cache_dir=args.cache)
     if not args.no_export:
         print(f"exported {export_contour(args.out)}")
@@ -328,7 +328,7 @@ def _cmd_train_contour(args) -> int:
 def _cmd_tune_points(args) -> int:
     from .training.points import tune_sampler
 
-    chosen = tune_sampler(cache_dir=args.cache, write=not args.dry_run)
+    chosen = tune_sampler(cache_dir=args.cache, write=not args.dry_run, processes=args.processes)
     print(f"contour sampler: {chosen['regions']}, level {chosen['level']:g}" + (", mirrored" if chosen["mirror"] else "")
           + (", the slice's outline" if chosen["outline"] == "slice" else "")
           + (" (not written)" if args.dry_run else " written to the point models' card"))
@@ -616,12 +616,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=128,
                    help="pixels of the network's 256 x 256 input per crop (256: whole slices)")
     p.add_argument("--batch", type=int, default=8, help="crops per step")
+    p.add_argument("--outline", choices=["network", "slice"], default="network",
+                   help="validate the clouds with the network's own body outline (the default) or the slice's, "
+                        "as the product draws them; with the slice's, a pixel outside the slice's outline counts a "
+                        "tenth in the occupancy loss (the shipped networks: slice)")
+    p.add_argument("--train-on", choices=["train", "train+val"], default="train",
+                   help="train+val: refit a recipe chosen on validation on the training and the validation "
+                        "patients (not validated; its last step is kept). Give the recipe's own options "
+                        "(--steps, --outline, ...) and another --out; it is exported with the sampler "
+                        "jointrecon tune-points chose for the recipe's exported run")
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_contour)
 
     p = sub.add_parser("tune-points", help="choose how the contour networks' clouds are drawn (iso level, "
-                                           "regions, mirroring, outline) on the validation patients")
+                                           "regions, mirroring, outline) on the validation patients (not for "
+                                           "a network refit on them)")
     p.add_argument("--cache", default="runs/cache")
+    p.add_argument("--processes", type=int, default=2, help="processes that score the slabs (default 2)")
     p.add_argument("--dry-run", action="store_true", help="print the scores, leave the card as it is")
     p.set_defaults(func=_cmd_tune_points)
 

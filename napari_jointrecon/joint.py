@@ -12,11 +12,11 @@ Point models (weights in ``models/weights/joint/``, one file per training seed, 
   volume's surface (the most accurate of the design's networks; see ``docs/RESULTS.md``);
 * ``sequential_occ``: its sequential baseline (denoiser, then an occupancy regressor trained on
   full-dose slices);
-* ``contour`` (default: the most accurate on held-out patients, ``docs/RESULTS.md``): a joint
-  network at 256 x 256 trained across patients whose point branch predicts how the denoised
-  slice's own -500 HU contour changes through the slab (:mod:`.models.contour`);
-* ``sequential_contour``: its sequential counterpart (the same denoiser trained alone, then the
-  occupancy-change network trained on full-dose slices).
+* ``contour``: a joint network at 256 x 256 trained across patients whose point branch predicts
+  how the denoised slice's own -500 HU contour changes through the slab (:mod:`.models.contour`);
+* ``sequential_contour`` (default: the most accurate on held-out patients, ``docs/RESULTS.md``):
+  its sequential counterpart (the same denoiser trained alone, then the occupancy-change network
+  trained on full-dose slices).
 
 The design's networks read a 128 x 128 slice, the contour networks 256 x 256 (area-averaged from
 the input, which must be at least 128 x 128) and return 1000 points in the normalised slab frame of :mod:`.pointcloud`, mapped here to
@@ -55,7 +55,8 @@ POINT_MODELS = {
 }
 #: Side (pixels) of the slice each point model reads (the contour networks draw at twice that).
 MODEL_INPUT_SIZE = {name: 256 if "contour" in name else 128 for name in POINT_MODELS}
-DEFAULT_POINT_MODEL = "contour"
+#: The most accurate point model on the held-out patients (``jointrecon evaluate``; a test keeps it so).
+DEFAULT_POINT_MODEL = "sequential_contour"
 #: The smallest share of a slice its body (the largest region above -500 HU) may cover. The chest
 #: slices the point models learnt from are about a quarter body or more; on a slice of almost
 #: nothing the linear-head models would still put out a whole chest.

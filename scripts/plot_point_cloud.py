@@ -1,7 +1,7 @@
 """Picture of predicted point clouds against the reference surface and the extrusion baseline.
 
     python scripts/plot_point_cloud.py [--series ct-series/ge-lightspeedplus-STANDARD-chest] [--slice 18]
-        [--dose 25] [--models contour joint_occ joint] [--out docs/images/point_cloud_heldout.png]
+        [--dose 25] [--models contour sequential_contour joint_occ joint] [--out docs/images/point_cloud_heldout.png]
 
 Rows: the extrusion baseline (the low-dose slice's -500 HU contour copied through the slab, no
 network) and each model; columns: axial, coronal and sagittal projections, in world millimetres, of
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
                         help="folder under the shared data (default: a held-out patient's chest)")
     parser.add_argument("--slice", type=int, default=18, help="volume slice, the slab's centre")
     parser.add_argument("--dose", type=float, default=25.0, help="percent")
-    parser.add_argument("--models", nargs="+", default=["contour", "joint_occ", "joint"])
+    parser.add_argument("--models", nargs="+", default=["contour", "sequential_contour", "joint_occ", "joint"])
     parser.add_argument("--out", default=str(REPO / "docs" / "images" / "point_cloud_heldout.png"))
     args = parser.parse_args(argv)
 

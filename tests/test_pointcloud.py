@@ -242,7 +242,7 @@ def test_predicted_cloud_is_placed_on_the_anatomy_in_world_mm(chest, low_chest):
     bare = nj.predict_point_cloud(low_chest.hu[k], dose=0.25, spacing=chest.spacing[1:])
     origin = chest.index_to_world(np.array([k, 0.0, 0.0]))
     assert np.allclose(bare.points + origin, pred.points, atol=1e-3)
-    # the default (contour) model's denoised slice is the same anatomy in HU at full size, closer to
+    # the default model's denoised slice is the same anatomy in HU at full size, closer to
     # the full dose than the input (its correction is made at 256 x 256 and enlarged: it removes
     # the coarse part of the noise; docs/RESULTS.md has its PSNR on the held-out patients)
     from napari_jointrecon.metrics import psnr
@@ -756,14 +756,14 @@ def test_occupancy_points_follow_the_iso_level():
         pc.occupancy_points(prob, 10, level=1.0)
 
 
-def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws_with_the_card(monkeypatch):
+def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws_with_the_card(monkeypatch, capsys):
     from napari_jointrecon.joint import JOINT_WEIGHTS_DIR, contour_sampler, point_model_card
     from napari_jointrecon.training import points as tp
 
     data = _tiny_slabs(2)
     monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data if split == "val" else None)
     logs = []
-    chosen = tp.tune_sampler(write=False, log=logs.append)
+    chosen = tp.tune_sampler(write=False, log=logs.append, processes=2)
     scores = chosen["validation_msd_mm"]
     from napari_jointrecon.models.contour import OUTLINES
 
@@ -775,8 +775,14 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     assert all(np.isfinite(v) for v in scores.values()) and logs[-1].startswith("contour sampler:")
     card_file = JOINT_WEIGHTS_DIR / "card.json"
     card_before = card_file.read_bytes()
-    assert cli_main(["tune-points", "--dry-run"]) == 0  # the command: the same choice, the card untouched
+    capsys.readouterr()
+    # the command, its slabs scored in this process: the same scores and choice, the card untouched
+    assert cli_main(["tune-points", "--dry-run", "--processes", "1"]) == 0
     assert card_file.read_bytes() == card_before
+    printed = capsys.readouterr().out.splitlines()
+    assert [line for line in printed if line.startswith("  ")] == [line for line in logs if line.startswith("  ")]
+    with pytest.raises(ValueError, match="processes"):
+        tp.tune_sampler(write=False, processes=0)
     # what the widgets, the CLI and predict_point_cloud draw with: the shipped card's choice
     card = point_model_card()["contour_sampler"]
     assert contour_sampler() == {"level": card["level"], "regions": card["regions"], "mirror": card["mirror"],
@@ -942,6 +948,107 @@ def test_a_resumed_run_chooses_its_best_step_again_when_its_validation_changed(t
     assert best["msd_mm"] == min(h["msd_mm"] for h in summary["history"] if h["step"] > 1)
 
 
+def test_a_run_validated_with_the_slice_outline_weighs_its_loss_inside_it(tmp_path, monkeypatch):
+    from napari_jointrecon.models.contour import build_contour, keep_slice_outline
+    from napari_jointrecon.training import points as tp
+
+    data = _tiny_slabs(2)
+    for augment in (False, True):
+        cfg = tp.PointConfig(batch=16, crop=128, outline="slice", augment=augment)
+        x, full, clean, occ, dose, picked, weight = tp._sample(data, np.random.default_rng(0), cfg, full_dose=False)
+        assert set(np.unique(weight.numpy()).tolist()) == {np.float32(tp.OUTSIDE_WEIGHT).item(), 1.0}
+        # full weight exactly inside the slice's outline shrunk by the margin, crop by crop (mirrored,
+        # turned or not): the crop's body (at the crop's 2x2 averaged scale) holds all of it
+        body = (torch.nn.functional.interpolate(clean, scale_factor=2, mode="nearest")[:, 0] * 2000 - 1000) > -500
+        inside = weight[:, 0] == 1
+        assert not bool((inside & ~body).any())
+        assert float(inside.sum()) > 0.8 * float(body.sum())
+    yy, xx = np.mgrid[:512, :512]
+    expected = np.hypot(yy - 256, xx - 256) <= 130 - 2  # slab 1's disc of 130 px, shrunk by the 2 px margin
+    assert abs(int(data.inner(1).sum()) - int(expected.sum())) < 0.01 * expected.sum()
+    assert data.inner(1) is data.inner(1)  # computed once per slab
+    with pytest.raises(ValueError, match="outline must be one of"):
+        tp.train_points("contour", tmp_path / "bad", config=tp.PointConfig(steps=1, outline="both"))
+    # trained and validated as the product draws: the clouds of the slice's outline
+    monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data)
+    drawn_with = []
+    monkeypatch.setattr(tp, "keep_slice_outline", lambda *a: drawn_with.append(a) or keep_slice_outline(*a))
+    cfg = tp.PointConfig(steps=2, batch=2, crop=64, val_every=2, width=8, outline="slice")
+    summary = tp.train_points("contour", tmp_path / "run", config=cfg)
+    assert len(drawn_with) == 2  # one validation of two slabs
+    net = build_contour("contour", 8)
+    net.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=True))
+    den, prob = tp.predict_slabs({"model": net.eval()}, data, 0.25, full_size=True)
+    drawn = [tp._msd(keep_slice_outline(prob[k].numpy(), den[k, 0].numpy()), data, k) for k in range(2)]
+    assert summary["history"][0]["msd_mm"] == pytest.approx(float(np.mean(drawn)), rel=1e-6)
+    # a run's outline is part of what a resumed run must share
+    with pytest.raises(ValueError, match="outline"):
+        tp.train_points("contour", tmp_path / "run", config=tp.PointConfig(steps=4, batch=2, crop=64, width=8))
+
+
+def test_a_refit_trains_on_the_validation_patients_too_keeps_its_last_step_and_its_recipes_sampler(
+        tmp_path, monkeypatch):
+    import shutil
+
+    from napari_jointrecon import joint
+    from napari_jointrecon.training import points as tp
+    from napari_jointrecon.training.points_eval import _training_text
+
+    train, val_all = _tiny_slabs(2), _tiny_slabs(3)
+    val_all.series = ["validation"] * 3
+    asked = []
+    monkeypatch.setattr(tp, "build_point_slabs",
+                        lambda split, **kw: asked.append(split) or {"train": train, "val_all": val_all}[split])
+    picked = []
+    original = tp._sample
+    monkeypatch.setattr(tp, "_sample", lambda data, *a, **k: picked.append(data) or original(data, *a, **k))
+    cfg = tp.PointConfig(steps=3, batch=4, crop=64, val_every=1, width=8, outline="slice", train_on="train+val")
+    for kind in ("contour", "seq_contour_regressor"):  # the regressor needs no denoiser: nothing is validated
+        summary = tp.train_points(kind, tmp_path / kind, config=cfg)
+        assert summary["history"] == [] and summary["best_step"] == 3 and summary["val_slabs"] == 0
+        assert summary["train_series"] == ["synthetic", "validation"] and summary["train_slabs"] == 5
+        best = torch.load(tmp_path / kind / "best.pt", weights_only=True)
+        last = torch.load(tmp_path / kind / "checkpoint.pt", weights_only=False)["model"]
+        assert all(torch.equal(best[k], last[k]) for k in last)  # the last step, not a validated one
+    assert set(asked) == {"train", "val_all"}  # the 24 validation slabs are never read
+    assert len(picked[0].centres) == 5
+    with pytest.raises(ValueError, match="train_on must be one of"):
+        tp.train_points("contour", tmp_path / "bad", config=tp.PointConfig(steps=1, train_on="all"))
+    # exported, it keeps the sampler its recipe's run was given on validation, which cannot be tuned again
+    weights = tmp_path / "joint"
+    weights.mkdir()
+    shutil.copyfile(joint.JOINT_WEIGHTS_DIR / "card.json", weights / "card.json")
+    monkeypatch.setattr(joint, "JOINT_WEIGHTS_DIR", weights)
+    from dataclasses import asdict, replace
+
+    card = json.loads((weights / "card.json").read_text())
+    sampler = card["contour_sampler"]
+    # a sampler chosen for another recipe (the shipped network's), or none: refused, the card untouched
+    before = (weights / "card.json").read_bytes()
+    with pytest.raises(ValueError, match="chosen for a network trained with"):
+        tp.export_contour(tmp_path)
+    assert (weights / "card.json").read_bytes() == before and not (weights / "contour_seed0.pt").exists()
+    card["contour_training"]["runs"]["contour_seed0.pt"]["config"] = asdict(replace(cfg, train_on="train"))
+    (weights / "card.json").write_text(json.dumps({k: v for k, v in card.items() if k != "contour_sampler"}))
+    with pytest.raises(ValueError, match="no contour_sampler"):
+        tp.export_contour(tmp_path)
+    assert not (weights / "contour_seed0.pt").exists()
+    # the recipe's run on the training patients was tuned: the refit is drawn with its sampler
+    (weights / "card.json").write_text(json.dumps(card))
+    tp.export_contour(tmp_path)
+    card = json.loads((weights / "card.json").read_text())
+    assert {k: v for k, v in card["contour_sampler"].items() if k != "refit"} == sampler
+    assert "refit on the training and validation patients" in card["contour_sampler"]["refit"]
+    runs = card["contour_training"]["runs"]
+    assert runs["contour_seed0.pt"]["config"]["train_on"] == "train+val"
+    # its validation curve is its recipe's run's, the run it replaced; the regressor replaced another recipe's
+    assert runs["contour_seed0.pt"]["recipe_run"]["config"] == asdict(replace(cfg, train_on="train"))
+    assert "recipe_run" not in runs["seq_contour_regressor_seed0.pt"]
+    assert "contour, seq_contour_regressor" in _training_text()
+    with pytest.raises(ValueError, match="trained on the validation patients too"):
+        tp.tune_sampler(write=False)
+
+
 def test_contour_networks_come_in_widths_and_the_card_says_which():
     from napari_jointrecon.joint import point_model_card
     from napari_jointrecon.models.contour import ContourNet, build_contour
@@ -1035,7 +1142,8 @@ def test_augmented_crops_keep_the_noise_untouched_and_the_targets_in_range(monke
     original = tp._affine_crop
     monkeypatch.setattr(tp, "_affine_crop", lambda *a: turned.append(a[-2:]) or original(*a))
     cfg = tp.PointConfig(batch=32, crop=64, augment=True)
-    x, full, clean, occ, dose, picked = tp._sample(data, np.random.default_rng(0), cfg, full_dose=False)
+    x, full, clean, occ, dose, picked, weight = tp._sample(data, np.random.default_rng(0), cfg, full_dose=False)
+    assert weight.shape == (32, 1, 128, 128) and bool((weight == 1).all())  # no weights by default
     assert len(picked) == 32 and set(picked) <= {0, 1}
     assert full.shape == (32, 1, 128, 128) and occ.shape == (32, 9, 128, 128)
     assert 0.0 <= occ.min() and occ.max() <= 1.0
@@ -1089,7 +1197,7 @@ def test_networks_can_read_the_slice_spacing(tmp_path, monkeypatch):
     monkeypatch.setitem(tp._SPACING_Z, "thick", 8.0)
     picks = []
     sample = tp._sample
-    monkeypatch.setattr(tp, "_sample", lambda *a, **kw: (lambda out: picks.append(out[-1]) or out)(sample(*a, **kw)))
+    monkeypatch.setattr(tp, "_sample", lambda *a, **kw: (lambda out: picks.append(out[5]) or out)(sample(*a, **kw)))
     seen = []
     forward = type(net).forward
     monkeypatch.setattr(type(net), "forward", lambda self, *a, spacing=None, **kw: (
@@ -1143,8 +1251,32 @@ def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(tp, "train_contour_all", lambda out, **kw: seen.update(kw))
     assert cli_main(["train-contour", "--out", str(tmp_path / "cli"), "--kinds", "contour", "--crop", "192",
-                     "--batch", "4", "--width", "8", "--no-export"]) == 0
+                     "--batch", "4", "--width", "8", "--outline", "slice", "--train-on", "train+val",
+                     "--no-export"]) == 0
     assert (seen["config"].crop, seen["config"].batch, seen["config"].width) == (192, 4, 8)
+    assert (seen["config"].outline, seen["config"].train_on) == ("slice", "train+val")
+
+
+def test_the_occupancy_loss_weighs_each_pixel_on_every_plane():
+    from napari_jointrecon.training.points import OUTSIDE_WEIGHT, occupancy_loss
+
+    torch.manual_seed(0)
+    logits, occ = torch.randn(2, 9, 8, 8), (torch.rand(2, 9, 8, 8) > 0.5).float()
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, occ)
+    assert occupancy_loss(logits, occ, torch.ones(2, 1, 8, 8)).item() == pytest.approx(plain.item(), rel=1e-6)
+    weight = torch.ones(2, 1, 8, 8)
+    weight[:, :, :, 4:] = OUTSIDE_WEIGHT  # the right half outside the slice's outline
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none")
+    expected = (bce[..., :4].sum() + OUTSIDE_WEIGHT * bce[..., 4:].sum()) / (9 * (64 + OUTSIDE_WEIGHT * 64))
+    assert occupancy_loss(logits, occ, weight).item() == pytest.approx(expected.item(), rel=1e-6)
+    # a wrong pixel outside costs a tenth of the same wrong pixel inside
+    worse_in, worse_out = logits.clone(), logits.clone()
+    worse_in[0, :, 0, 0] += 20 * (1 - 2 * occ[0, :, 0, 0])
+    worse_out[0, :, 0, 7] += 20 * (1 - 2 * occ[0, :, 0, 7])
+    base = occupancy_loss(logits, occ, weight)
+    gain_in = occupancy_loss(worse_in, occ, weight) - base
+    gain_out = occupancy_loss(worse_out, occ, weight) - base
+    assert 0 < gain_out < 0.2 * gain_in
 
 
 def test_contour_model_predicts_a_cloud_on_the_anatomy(chest, low_chest):

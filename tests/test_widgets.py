@@ -531,8 +531,8 @@ def test_point_cloud_is_drawn_over_the_volume_in_3d(make_napari_viewer, qtbot, s
     assert pred_layer._type_string == "points" and len(pred) == 1000 and len(ref) == 10000
     from napari_jointrecon.joint import DEFAULT_POINT_MODEL
 
-    assert widget.model_box.value == DEFAULT_POINT_MODEL == "contour"  # preselected: the most accurate one
-    expected = nj.predict_point_cloud(low, slice_index=70, dose=0.25, model="contour").points
+    assert widget.model_box.value == DEFAULT_POINT_MODEL  # preselected: the most accurate one
+    expected = nj.predict_point_cloud(low, slice_index=70, dose=0.25, model=DEFAULT_POINT_MODEL).points
     np.testing.assert_allclose(pred, expected, atol=1e-4)
     assert "Chamfer" in widget.status.value and "on cpu" in widget.status.value
     assert pred_layer.metadata["pointcloud"]["device"] == "cpu"  # the device the networks ran on

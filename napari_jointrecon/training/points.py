@@ -23,13 +23,18 @@ of ``crop`` pixels of the network's 256 (``2 crop`` of the 512); doses 10/25/50/
 five uniform in 5-100 %); with ``augment``, half the crops turned by up to 10 degrees and scaled by
 up to 10 % (patients differ in size and lie; the slice and its targets are resampled, the noise is
 added as the series has it, so that its texture is the scanner's). Loss: the normalised MSE of the
-denoised slice (area-averaged to 256) plus the binary cross-entropy of the occupancy logits at 512.
+denoised slice (area-averaged to 256) plus the binary cross-entropy of the occupancy logits at 512;
+with ``outline="slice"`` (the product draws with the slice's own outline and the network's occupancy
+only inside it: :func:`~napari_jointrecon.models.contour.keep_slice_outline`) the cross-entropy
+counts ``OUTSIDE_WEIGHT`` outside the slice's outline, and validation draws the clouds that way.
 
 Validation (model selection): the validation patients' slabs at 25 % (``VAL_SLABS`` per series):
 the mean surface distance in mm (mean nearest-neighbour distance in each direction, averaged) of
 1000 points from the predicted occupancy (spread evenly in mm, as the product draws them) against
 10,000 reference points of the true slab surface, and the PSNR of the denoised slice
-(area-averaged to 256 x 256).
+(area-averaged to 256 x 256). A refit (``train_on="train+val"``) trains a recipe chosen that way on the
+validation patients too (every slab centre of their series), for its steps, and keeps its last step;
+the test patients stay out of both.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +50,8 @@ import torch
 import torch.nn.functional as F
 
 from ..dose import DOSE_LEVELS
-from ..models.contour import N_PLANES, OUTLINES, OUTPUT_SIZE, SURFACE_KINDS, build_contour, keep_slice_outline
+from ..models.contour import (N_PLANES, OUTLINE_MARGIN_PX, OUTLINES, OUTPUT_SIZE, SURFACE_KINDS, _outline,
+                              build_contour, keep_slice_outline)
 from ..pointcloud import (EVAL_POINTS, LEVEL_HU, SLAB_MM, SlabFrame, _largest_region, chamfer_distance,
                           occupancy_points, slab_bounds, surface_points)
 from .joint import normalised_mse
@@ -53,6 +59,7 @@ from .series import PATIENT_SPLIT, build_series_caches
 from .train import STOP_FILE, _lr, run_logger
 
 __all__ = ["POINT_SERIES", "CHEST_TEST_CENTRES", "PointSlabs", "PointConfig", "build_point_slabs", "plane_targets",
+           "occupancy_loss",
            "train_points", "surface_distance_mm", "DEFAULT_POINT_CONFIG", "tune_sampler", "SAMPLER_LEVELS"]
 
 #: Series of the point data (chest and abdomen, at least 256 x 256).
@@ -117,6 +124,17 @@ class PointSlabs:
     def low(self, i: int, dose: float, sign: float = 1.0) -> np.ndarray:
         return self.clean[i] + sign * math.sqrt((1 - dose) / dose) * self.noise[i].astype(np.float32)
 
+    def inner(self, i: int) -> np.ndarray:
+        """``(512, 512)`` bool: where the product keeps the network's occupancy when it draws with the
+        slice's outline (:func:`~napari_jointrecon.models.contour.keep_slice_outline`): inside the
+        full-dose slice's filled -500 HU outline, shrunk by ``OUTLINE_MARGIN_PX``."""
+        from scipy import ndimage
+
+        cache = self.__dict__.setdefault("_inner", {})
+        if i not in cache:
+            cache[i] = ndimage.binary_erosion(_outline(self.clean[i] > LEVEL_HU), iterations=OUTLINE_MARGIN_PX)
+        return cache[i]
+
 
 _SPACING_Z: dict[str, float] = {}
 
@@ -144,13 +162,17 @@ def _oriented(rel: str):
 
 def build_point_slabs(split: str, *, cache_dir: str | Path = "runs/cache", out_dir: str | Path = "runs/points_data512",
                       log=print) -> PointSlabs:
-    """The slabs of a split (``"train"``, ``"val"``, ``"test"`` or ``"chest_test"``), cached on disk."""
+    """The slabs of a split (``"train"``, ``"val"``, ``"test"`` or ``"chest_test"``; ``"val_all"``: every
+    slab centre of the validation patients' series, for a run that trains on them too,
+    :attr:`PointConfig.train_on`), cached on disk."""
+    if split not in ("train", "val", "val_all", "test", "chest_test"):
+        raise ValueError(f"unknown point-slab split {split!r}")
     path = Path(out_dir) / (f"val{VAL_SLABS}.npz" if split == "val" else f"{split}.npz")
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             return PointSlabs(z["clean"], z["noise"], z["occupancy"], z["series"].tolist(), z["centres"].tolist(),
                               z["half_extent_mm"], z["reference"] if "reference" in z else None)
-    which = "train" if split == "chest_test" else split
+    which = {"chest_test": "train", "val_all": "val"}.get(split, split)
     names = [s for s in POINT_SERIES if PATIENT_SPLIT[s][1] == which]
     if split == "chest_test":
         names = ["chest-ct-dicom"]
@@ -174,6 +196,8 @@ def build_point_slabs(split: str, *, cache_dir: str | Path = "runs/cache", out_d
             ks = list(CHEST_TEST_CENTRES)
         elif which == "train":
             ks = [k for k in valid if not (rel == "chest-ct-dicom" and k in CHEST_EXCLUDED)]
+        elif split == "val_all":
+            ks = valid
         else:
             ks = sorted(set(np.linspace(valid[0], valid[-1], VAL_SLABS if which == "val" else 10).round().astype(int)))
         for k in ks:
@@ -185,7 +209,7 @@ def build_point_slabs(split: str, *, cache_dir: str | Path = "runs/cache", out_d
             ext.append(frame.half_extent_mm)
             series.append(rel)
             centres.append(k)
-            if which != "train" or split == "chest_test":
+            if split in ("val", "test", "chest_test"):  # the splits clouds are measured on
                 refs.append(surface_points(hu, spacing, k, EVAL_POINTS, seed=k))
         log(f"point slabs {split}: {rel} {len(ks)} slabs ({time.perf_counter() - t0:.0f} s)")
     data = PointSlabs(np.stack(clean), np.stack(noise), np.stack(occ), series, centres, np.stack(ext),
@@ -221,15 +245,46 @@ class PointConfig:
     #: the series' slice spacing as an input of the networks that draw the surface
     #: (:class:`~napari_jointrecon.models.contour.ContourNet`)
     spacing_input: bool = False
+    #: the outline the run's clouds are validated with (:data:`~napari_jointrecon.models.contour.OUTLINES`):
+    #: ``"slice"`` draws them as the product does with the slice's outline, and weighs the occupancy
+    #: loss by ``OUTSIDE_WEIGHT`` outside :meth:`PointSlabs.inner`, where the product does not use it
+    outline: str = "network"
+    #: ``"train"``, or ``"train+val"``: a refit on the training and the validation patients (every
+    #: slab centre of their series) with a recipe chosen on validation; it is not validated (the
+    #: validation patients are its training data) and keeps its last step
+    train_on: str = "train"
 
 
 DEFAULT_POINT_CONFIG = PointConfig()
+#: What a run trains on (:attr:`PointConfig.train_on`).
+TRAIN_ON = ("train", "train+val")
 #: The affine augmentation's largest turn (degrees) and relative scale (:attr:`PointConfig.augment`).
 AUGMENT_DEGREES = 10.0
 AUGMENT_SCALE = 0.1
 #: What a run's checkpoint must share with the configuration that resumes it.
-ARCHITECTURE_FIELDS = ("width", "augment", "spacing_input", "crop", "batch")
+ARCHITECTURE_FIELDS = ("width", "augment", "spacing_input", "crop", "batch", "outline", "train_on")
+#: The occupancy loss's weight outside the slice's outline in a run validated with it (``outline="slice"``):
+#: small, not 0, so that the network's own outline (where it ends inside the slice's, the product
+#: draws tissue) stays learnt.
+OUTSIDE_WEIGHT = 0.1
 _M = lambda hu: (torch.as_tensor(hu, dtype=torch.float32) + 1000.0) / 2000.0  # noqa: E731
+
+
+def occupancy_loss(logits: torch.Tensor, occ: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of occupancy ``logits`` ``(B, planes, H, W)`` against ``occ``, each pixel
+    weighted by ``weight`` ``(B, 1, H, W)`` on every plane: the weighted mean (the plain mean where all
+    weights are 1). With :data:`OUTSIDE_WEIGHT` outside the slice's outline, a pixel there counts a
+    tenth of one inside it; the batch's total weight normalises, so the loss stays on the scale of a
+    mean however much of a crop lies outside."""
+    bce = F.binary_cross_entropy_with_logits(logits, occ, reduction="none")
+    return (bce * weight).sum() / (weight.sum() * bce.shape[1])
+
+
+def _joined(a: PointSlabs, b: PointSlabs) -> PointSlabs:
+    """The slabs of ``a`` and ``b`` together (training slabs: no reference clouds)."""
+    return PointSlabs(np.concatenate([a.clean, b.clean]), np.concatenate([a.noise, b.noise]),
+                      np.concatenate([a.occupancy, b.occupancy]), a.series + b.series, a.centres + b.centres,
+                      np.concatenate([a.half_extent_mm, b.half_extent_mm]))
 
 
 def _affine_crop(planes: np.ndarray, y0: int, x0: int, c: int, angle: float, scale: float) -> np.ndarray:
@@ -247,8 +302,10 @@ def _affine_crop(planes: np.ndarray, y0: int, x0: int, c: int, angle: float, sca
 
 def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, full_dose: bool):
     """``(x at 256-scale, x at full size, clean at 256-scale, occupancy at full size, doses, slab
-    indices)`` of a batch of crops."""
-    fulls, cleans, occs, doses, picked = [], [], [], [], []
+    indices, occupancy loss weights at full size)`` of a batch of crops (the weights: 1, or with
+    ``cfg.outline == "slice"`` ``OUTSIDE_WEIGHT`` outside :meth:`PointSlabs.inner`)."""
+    fulls, cleans, occs, doses, picked, weights = [], [], [], [], [], []
+    inner_loss = cfg.outline == "slice"
     n = data.clean.shape[0]
     c = 2 * cfg.crop
     for _ in range(cfg.batch):
@@ -265,16 +322,23 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
             angle = math.radians(float(rng.uniform(-AUGMENT_DEGREES, AUGMENT_DEGREES)))
             scale = float(rng.uniform(1.0 - AUGMENT_SCALE, 1.0 + AUGMENT_SCALE))
             # outside the slice: air (-1000 HU), no body
-            planes = np.concatenate([data.clean[i][None] + 1000.0, data.occupancy[i].astype(np.float32)])
-            turned = _affine_crop(planes, y0, x0, c, angle, scale)
-            clean, occ = turned[0] - 1000.0, turned[1:]
+            planes = [data.clean[i][None] + 1000.0, data.occupancy[i].astype(np.float32)]
+            if inner_loss:
+                planes.append(data.inner(i)[None].astype(np.float32))
+            turned = _affine_crop(np.concatenate(planes), y0, x0, c, angle, scale)
+            clean, occ = turned[0] - 1000.0, turned[1:1 + N_PLANES]
+            inner = turned[-1] > 0.5 if inner_loss else None
         else:
             clean, occ = data.clean[i][sl], data.occupancy[i][:, y0:y0 + c, x0:x0 + c]
+            inner = data.inner(i)[sl] if inner_loss else None
         low = clean
         if dose < 1.0:
             low = clean + sign * math.sqrt((1 - dose) / dose) * data.noise[i][sl].astype(np.float32)
         if rng.integers(2):  # left-right mirror
             low, clean, occ = low[:, ::-1], clean[:, ::-1], occ[:, :, ::-1]
+            inner = None if inner is None else inner[:, ::-1]
+        weights.append(np.ones(clean.shape, np.float32) if inner is None
+                       else np.where(inner, np.float32(1.0), np.float32(OUTSIDE_WEIGHT)))
         fulls.append(np.ascontiguousarray(low))
         cleans.append(np.ascontiguousarray(clean))
         occs.append(np.ascontiguousarray(occ))
@@ -282,7 +346,8 @@ def _sample(data: PointSlabs, rng: np.random.Generator, cfg: PointConfig, *, ful
     full = _M(np.stack(fulls))[:, None]
     clean = F.avg_pool2d(_M(np.stack(cleans))[:, None], 2)
     occ_t = (torch.from_numpy(np.stack(occs)).float() / 255.0).clamp_(0.0, 1.0)
-    return F.avg_pool2d(full, 2), full, clean, occ_t, torch.tensor(doses), picked
+    return (F.avg_pool2d(full, 2), full, clean, occ_t, torch.tensor(doses), picked,
+            torch.from_numpy(np.stack(weights))[:, None])
 
 
 @torch.no_grad()
@@ -310,30 +375,37 @@ def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = F
 
 def _msd(prob: np.ndarray, data: PointSlabs, i: int, level: float = 0.5, regions: str = "largest") -> float:
     """Mean surface distance (mm) of slab ``i``'s cloud drawn from ``prob`` at ``level`` from ``regions``."""
+    return _msd_to(prob, data.reference[i], data.half_extent_mm[i], level, regions)
+
+
+def _msd_to(prob: np.ndarray, reference: np.ndarray, half_extent_mm, level: float, regions: str) -> float:
     if not (prob > level).any() or (prob > level).all():
         return float("inf")
-    pts = occupancy_points(prob, 1000, half_extent_mm=data.half_extent_mm[i], spread_in="mm", level=level,
-                           regions=regions)
-    return surface_distance_mm(pts, data.reference[i], data.half_extent_mm[i])
+    pts = occupancy_points(prob, 1000, half_extent_mm=half_extent_mm, spread_in="mm", level=level, regions=regions)
+    return surface_distance_mm(pts, reference, half_extent_mm)
 
 
 def _reads_spacing(nets: dict) -> bool:
     return any(getattr(net, "spacing_input", False) for net in nets.values())
 
 
-def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25) -> dict[str, float]:
+def validate(nets: dict, data: PointSlabs, *, dose: float = 0.25, outline: str = "network") -> dict[str, float]:
     """Mean surface distance (mm) and PSNR at 256 x 256 of ``nets`` on ``data`` at ``dose``. The
     clouds are drawn as training has always drawn them (the 0.5 level of the largest region), so
-    that a resumed run's validation curve goes on comparably; :func:`tune_sampler` chooses the
-    product's sampler afterwards."""
+    that a resumed run's validation curve goes on comparably, with the network's own ``outline``
+    or the slice's (:func:`~napari_jointrecon.models.contour.keep_slice_outline`); :func:`tune_sampler`
+    chooses the product's sampler afterwards."""
     from .train import psnr_model_scale
 
     for net in nets.values():
         net.eval()
-    den, prob = predict_slabs(nets, data, dose, spacing=slab_spacing(data) if _reads_spacing(nets) else None)
-    out = {"psnr": psnr_model_scale(den, F.avg_pool2d(_M(data.clean)[:, None], 2))}
+    den, prob = predict_slabs(nets, data, dose, spacing=slab_spacing(data) if _reads_spacing(nets) else None,
+                              full_size=True)
+    out = {"psnr": psnr_model_scale(F.avg_pool2d(den, 2), F.avg_pool2d(_M(data.clean)[:, None], 2))}
     if prob is not None:
-        out["msd_mm"] = float(np.mean([_msd(prob[i].numpy(), data, i) for i in range(prob.shape[0])]))
+        probs = [prob[i].numpy() if outline == "network" else keep_slice_outline(prob[i].numpy(), den[i, 0].numpy())
+                 for i in range(prob.shape[0])]
+        out["msd_mm"] = float(np.mean([_msd(p, data, i) for i, p in enumerate(probs)]))
     for net in nets.values():
         net.train()
     return out
@@ -343,6 +415,8 @@ def _architecture(config: dict, kind: str = "contour") -> dict:
     defaults = asdict(PointConfig())
     arch = {k: config.get(k, defaults[k]) for k in ARCHITECTURE_FIELDS}
     arch["spacing_input"] = bool(arch["spacing_input"]) and kind in SURFACE_KINDS
+    if kind not in SURFACE_KINDS:  # a denoiser alone draws no cloud: its loss and validation know no outline
+        arch["outline"] = "network"
     return arch
 
 
@@ -365,17 +439,28 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
                          f"input, got {cfg.crop!r}")
     if not (isinstance(cfg.batch, int) and cfg.batch >= 1):
         raise ValueError(f"batch must be at least 1 crop, got {cfg.batch!r}")
+    if cfg.outline not in OUTLINES:
+        raise ValueError(f"outline must be one of {', '.join(OUTLINES)}, got {cfg.outline!r}")
+    if kind not in SURFACE_KINDS:  # a denoiser alone: no occupancy loss to weigh, no cloud to draw
+        cfg = replace(cfg, outline="network")
+    if cfg.train_on not in TRAIN_ON:
+        raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {cfg.train_on!r}")
+    refit = cfg.train_on == "train+val"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = log or run_logger(out / "train.log")
     torch.set_num_threads(cfg.threads)
     train = build_point_slabs("train", cache_dir=cache_dir, log=log)
-    val = build_point_slabs("val", cache_dir=cache_dir, log=log)
+    if refit:  # the validation patients are training data: nothing to validate on
+        train, val = _joined(train, build_point_slabs("val_all", cache_dir=cache_dir, log=log)), None
+    else:
+        val = build_point_slabs("val", cache_dir=cache_dir, log=log)
+    val_slabs = 0 if val is None else len(val.centres)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net = build_contour(kind, cfg.width, cfg.spacing_input)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    state = {"step": 0, "elapsed": 0.0, "history": [], "best_step": None, "val_slabs": len(val.centres)}
+    state = {"step": 0, "elapsed": 0.0, "history": [], "best_step": None, "val_slabs": val_slabs}
     ck = out / "checkpoint.pt"
     if ck.exists():
         saved = torch.load(ck, map_location="cpu", weights_only=False)
@@ -388,13 +473,13 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
         log(f"resumed {kind} at step {state['step']}")
-        if state.get("val_slabs") != len(val.centres):  # validated on another set: its best is no yardstick
-            log(f"the validation set changed ({state.get('val_slabs', 'unrecorded')} -> {len(val.centres)} slabs): "
+        if state.get("val_slabs") != val_slabs:  # validated on another set: its best is no yardstick
+            log(f"the validation set changed ({state.get('val_slabs', 'unrecorded')} -> {val_slabs} slabs): "
                 "the best step is chosen again from here")
-            state["best_step"], state["val_slabs"] = None, len(val.centres)
+            state["best_step"], state["val_slabs"] = None, val_slabs
     train_spacing = slab_spacing(train) if net.spacing_input else None
     nets = {"model": net}
-    if kind == "seq_contour_regressor":
+    if kind == "seq_contour_regressor" and not refit:
         if denoiser is None:
             raise ValueError("the sequential regressor is validated on its denoiser's output: pass denoiser=")
         den_net = build_contour("seq_contour_denoiser", cfg.width)
@@ -418,14 +503,14 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         step = state["step"]
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg.steps, cfg.lr, warmup=100)
-        x, full, y, occ, dose, picked = _sample(train, rng, cfg, full_dose=kind == "seq_contour_regressor")
+        x, full, y, occ, dose, picked, weight = _sample(train, rng, cfg, full_dose=kind == "seq_contour_regressor")
         spacing = train_spacing[picked] if net.spacing_input else None
         den, logits = net(x, dose if net.dose_input else None, full=full, spacing=spacing)
         loss = torch.zeros(())
         if den is not None:
             loss = loss + normalised_mse(F.avg_pool2d(den, 2), y, x)
         if logits is not None:
-            loss = loss + F.binary_cross_entropy_with_logits(logits, occ)
+            loss = loss + occupancy_loss(logits, occ, weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -433,8 +518,13 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         state["elapsed"] = time.perf_counter() - t_start
         if state["step"] % 50 == 0:
             log(f"{kind} step {state['step']}/{cfg.steps} loss {float(loss.detach()):.5f} {state['elapsed']:.0f} s")
-        if state["step"] % cfg.val_every == 0 or state["step"] == cfg.steps:
-            h = {"step": state["step"], **validate(nets, val)}
+        if refit and state["step"] == cfg.steps:  # a refit keeps its last step
+            state["best_step"] = state["step"]
+            torch.save(net.state_dict(), out / "best.pt")
+            save_checkpoint()
+            last_ck = time.perf_counter()
+        elif not refit and (state["step"] % cfg.val_every == 0 or state["step"] == cfg.steps):
+            h = {"step": state["step"], **validate(nets, val, outline=cfg.outline)}
             best = next((x for x in state["history"] if x["step"] == state["best_step"]), None)
             state["history"].append(h)
             if better(h, best):
@@ -452,11 +542,14 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
             log(f"stop requested at step {state['step']}")
             save_checkpoint()
             break
+    if refit and state["step"] < cfg.steps:
+        log(f"the refit stopped before its last step ({state['step']}/{cfg.steps}): it has no weights to export "
+            "until it is resumed to the end")
     summary = {"kind": kind, "config": asdict(cfg), "steps_done": state["step"], "best_step": state["best_step"],
                "wall_time_s": round(state["elapsed"], 1), "history": state["history"],
                "parameters": sum(p.numel() for p in net.parameters()), "train_slabs": len(train.centres),
-               "train_series": sorted(set(train.series)), "val_series": sorted(set(val.series)),
-               "val_slabs": len(val.centres)}
+               "train_series": sorted(set(train.series)), "val_series": sorted(set(val.series)) if val else [],
+               "val_slabs": val_slabs}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -518,37 +611,69 @@ CONTOUR_ARCHITECTURES = {
 SAMPLER_LEVELS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
+def _sampler_scores(prob: np.ndarray, den: np.ndarray, reference: np.ndarray, half_extent_mm) -> dict[str, float]:
+    """One slab's mean surface distance (mm) for every outline, level and regions of :func:`tune_sampler`."""
+    from ..pointcloud import OCCUPANCY_REGIONS
+
+    scores = {}
+    for outline in OUTLINES:
+        for level in SAMPLER_LEVELS:
+            p = prob if outline == "network" else keep_slice_outline(prob, den, level)
+            for regions in OCCUPANCY_REGIONS:
+                scores[f"{regions} {level:g} {outline}"] = _msd_to(p, reference, half_extent_mm, level, regions)
+    return scores
+
+
+def _single_threaded_torch():
+    torch.set_num_threads(1)
+
+
 def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/points_data512",
-                 write: bool = True, log=print) -> dict:
+                 write: bool = True, processes: int = 1, log=print) -> dict:
     """Choose how the contour networks' clouds are drawn (the card's ``contour_sampler``,
     :func:`napari_jointrecon.joint.contour_sampler`): of every iso level (:data:`SAMPLER_LEVELS`),
     regions (:data:`~napari_jointrecon.pointcloud.OCCUPANCY_REGIONS`), mirror averaging
     (:func:`~napari_jointrecon.models.contour.contour_predict`) and outline
     (:data:`~napari_jointrecon.models.contour.OUTLINES`), the one with the lowest mean
     surface distance on the validation patients' slabs at ``dose``, for the shipped joint network
-    (``contour``, the default). Its sequential counterpart is drawn the same way, so that the two
-    differ only in their networks. Returns the choice and the score of every candidate."""
-    from ..joint import JOINT_WEIGHTS_DIR, load_point_model
-    from ..pointcloud import OCCUPANCY_REGIONS
+    (``contour``). Its sequential counterpart is drawn the same way, so that the two differ only in
+    their networks. The slabs are scored in ``processes`` worker processes (1: in
+    this one; more are started with ``spawn``, so a script that asks for them needs the
+    ``if __name__ == "__main__":`` guard; ``jointrecon tune-points`` uses 2). Returns the choice and
+    the score of every candidate."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
+    from ..joint import JOINT_WEIGHTS_DIR, load_point_model
+
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes must be a whole number of at least 1, got {processes!r}")
     model = "contour"
+    trained = json.loads((JOINT_WEIGHTS_DIR / "card.json").read_text()).get("contour_training", {})
+    if trained.get("runs", {}).get(f"{model}_seed0.pt", {}).get("config", {}).get("train_on", "train") != "train":
+        raise ValueError("the shipped contour network was trained on the validation patients too: its sampler "
+                         "cannot be chosen on them (it keeps the one chosen for its recipe's run)")
 
     data = build_point_slabs("val", cache_dir=cache_dir, out_dir=out_dir, log=log)
     nets = load_point_model(model)
     scores = {}
-    for mirror in (False, True):
-        den, prob = predict_slabs(nets, data, dose, mirror=mirror, full_size=True,
-                                  spacing=slab_spacing(data) if _reads_spacing(nets) else None)
-        for outline in OUTLINES:
-            for level in SAMPLER_LEVELS:
-                probs = [prob[i].numpy() if outline == "network"
-                         else keep_slice_outline(prob[i].numpy(), den[i, 0].numpy(), level)
-                         for i in range(prob.shape[0])]
-                for regions in OCCUPANCY_REGIONS:
-                    key = f"{regions} {level:g} {outline}" + (" mirror" if mirror else "")
-                    scores[key] = round(float(np.mean([_msd(p, data, i, level, regions)
-                                                       for i, p in enumerate(probs)])), 4)
-                    log(f"  {key:30s} {scores[key]:.3f} mm")
+    pool = None if processes == 1 else ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded_torch)
+    try:
+        for mirror in (False, True):
+            den, prob = predict_slabs(nets, data, dose, mirror=mirror, full_size=True,
+                                      spacing=slab_spacing(data) if _reads_spacing(nets) else None)
+            tasks = [(prob[i].numpy(), den[i, 0].numpy(), data.reference[i], data.half_extent_mm[i])
+                     for i in range(prob.shape[0])]
+            per_slab = list(pool.map(_sampler_scores, *zip(*tasks)) if pool else
+                            (_sampler_scores(*t) for t in tasks))
+            for key in per_slab[0]:
+                key_m = key + (" mirror" if mirror else "")
+                scores[key_m] = round(float(np.mean([s[key] for s in per_slab])), 4)
+                log(f"  {key_m:30s} {scores[key_m]:.3f} mm")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     best = min(scores, key=scores.get)
     regions, level, outline, *mirror = best.split()
     chosen = {"level": float(level), "regions": regions, "mirror": bool(mirror), "outline": outline,
@@ -565,6 +690,30 @@ def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/po
     return chosen
 
 
+#: What a refit shares with the run its sampler was chosen for (besides :data:`ARCHITECTURE_FIELDS`).
+RECIPE_FIELDS = ("steps", "lr", "seed")
+
+
+def _check_refit_sampler(card: dict, config: dict) -> None:
+    """A refit of the joint network is drawn with the sampler chosen on validation for its recipe's run
+    on the training patients: the card must hold that sampler, for a network of the same recipe."""
+    if "contour_sampler" not in card:
+        raise ValueError("the card has no contour_sampler to draw the refit with: export the recipe's run on the "
+                         "training patients and run jointrecon tune-points first")
+    tuned = card.get("contour_training", {}).get("runs", {}).get("contour_seed0.pt", {}).get("config", {})
+    if _recipe(tuned) != _recipe(config):
+        raise ValueError(f"the card's contour_sampler was chosen for a network trained with {_recipe(tuned)}, not "
+                         f"the refit's {_recipe(config)}: export the recipe's run and tune it first")
+
+
+def _recipe(config: dict, kind: str = "contour") -> dict:
+    """A run's recipe: its architecture and schedule, whatever patients it trained on."""
+    defaults = asdict(PointConfig())
+    recipe = {**_architecture(config, kind), **{k: config.get(k, defaults[k]) for k in RECIPE_FIELDS}}
+    recipe.pop("train_on")
+    return recipe
+
+
 def export_contour(out_root: str | Path = "runs/points") -> Path:
     """Copy the best weights of each trained contour kind into the package (seed 0) and record them,
     with their training, in the point models' card."""
@@ -576,6 +725,11 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
     card_file = JOINT_WEIGHTS_DIR / "card.json"
     card = json.loads(card_file.read_text())
     runs = card.setdefault("contour_training", {"runs": {}})
+    refit = root / "contour" / "summary.json"
+    if (root / "contour" / "best.pt").exists() and refit.exists():
+        config = json.loads(refit.read_text())["config"]
+        if config.get("train_on", "train") != "train":
+            _check_refit_sampler(card, config)
     for kind in CONTOUR_ARCHITECTURES:
         best = root / kind / "best.pt"
         if not (best.exists() and (root / kind / "summary.json").exists()):  # not trained, or still training
@@ -597,10 +751,24 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
             card["kinds"][kind]["spacing_input"] = True
             card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
         # val_slabs: runs from before it was recorded have none
-        runs["runs"][fname] = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history",
-                                                       "train_slabs", "train_series", "val_series", "config",
-                                                       "val_slabs") if k in summary}
-        if kind == "contour" and card.pop("contour_sampler", None) is not None:
+        entry = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history", "train_slabs",
+                                         "train_series", "val_series", "config", "val_slabs") if k in summary}
+        if summary["config"].get("train_on", "train") != "train":
+            # a refit has no validation curve of its own: its recipe's run on the training patients has,
+            # where that is the run this one replaces
+            prev = runs["runs"].get(fname, {})
+            if prev.get("config", {}).get("train_on", "train") != "train":
+                prev = prev.get("recipe_run", {})
+            if prev and _recipe(prev["config"], kind) == _recipe(summary["config"], kind):
+                entry["recipe_run"] = prev
+        runs["runs"][fname] = entry
+        if kind == "contour" and summary["config"].get("train_on", "train") != "train":
+            # a refit on the validation patients cannot be tuned on them: it is drawn as its recipe's run was
+            if "contour_sampler" in card:
+                card["contour_sampler"]["refit"] = ("chosen for the same recipe trained on the training patients "
+                                                    "alone; the shipped network is its refit on the training and "
+                                                    "validation patients")
+        elif kind == "contour" and card.pop("contour_sampler", None) is not None:
             print("the contour network changed: its sampler is chosen again by jointrecon tune-points")
     from ..joint import POINT_MODELS
 
@@ -614,8 +782,12 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
                     "crops (each run's config: `batch` crops of `crop` pixels of the 256 per step); a run whose "
                     "config has `augment` turned and scaled half its crops (up to 10 degrees and 10 %, the slice and "
                     "its targets; the noise added untouched); kept at the best validation step (mean surface "
-                    "distance at 25 % on the validation patients' slabs, each run's `val_slabs`; the sequential "
-                    "denoiser at its best PSNR)")
+                    "distance at 25 % on the validation patients' slabs, each run's `val_slabs`, the clouds drawn "
+                    "with the run's `outline`: the network's own, or the slice's, when the occupancy loss also "
+                    "counted a tenth outside the slice's outline; the sequential denoiser at its best PSNR); a run "
+                    "whose config has `train_on` train+val is the refit of a recipe chosen that way on the training "
+                    "and the validation patients (every slab centre of their series), not validated, kept at its "
+                    "last step")
     runs["seeds"] = [0]
     card_file.write_text(json.dumps(card, indent=2) + "\n")
     return card_file

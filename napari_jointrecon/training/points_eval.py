@@ -127,6 +127,19 @@ def _sampler_text() -> str:
                if sampler["outline"] == "slice" else ""))
 
 
+def _training_text() -> str:
+    """What the shipped contour networks were trained on, where it is more than the training patients."""
+    from ..joint import point_model_card
+
+    runs = point_model_card().get("contour_training", {}).get("runs", {})
+    refits = sorted(name.removesuffix("_seed0.pt") for name, run in runs.items()
+                    if run.get("config", {}).get("train_on", "train") != "train")
+    if not refits:
+        return ""
+    return (f" Refit on the training and the validation patients (their recipe, and the sampler, chosen on "
+            f"validation by the same recipe's run on the training patients alone): {', '.join(refits)}.")
+
+
 def heldout_point_markdown(results: dict, *, dose: float = 0.25, labels: dict | None = None,
                            made_by: str = "`jointrecon evaluate`") -> list[str]:
     labels = {**LABELS, **(labels or {})}
@@ -142,7 +155,7 @@ def heldout_point_markdown(results: dict, *, dose: float = 0.25, labels: dict | 
              "to a training patient of the denoisers; the contour networks left centres 55-85 out of training. "
              "The contour networks' clouds are drawn as the product draws them, with the point models' card's "
              "`contour_sampler` (chosen on the validation patients by `jointrecon tune-points`: "
-             + _sampler_text() + ").",
+             + _sampler_text() + ")." + _training_text(),
              "",
              "| cloud | " + " | ".join(f"{g} ({results[g]['patient']}, {len(results[g]['slabs'])} slabs), mm"
                                        for g in groups) + " | ratio to extrusion | Chamfer |",
