@@ -206,7 +206,10 @@ def test_point_models_are_shipped_with_checksums_and_cards():
         load_point_model("contour", 1)
     runs = card["contour_training"]["runs"]
     assert {"contour_seed0.pt", "seq_contour_denoiser_seed0.pt", "seq_contour_regressor_seed0.pt"} <= set(runs)
-    assert all(r["steps_done"] >= 1000 and r["history"] and r["wall_time_s"] > 0 for r in runs.values())
+    # each run's validation curve: its own, or a refit's (not validated) its recipe's run's
+    assert all(r["steps_done"] >= 1000 and r["wall_time_s"] > 0 for r in runs.values())
+    assert all(r["history"] or r["recipe_run"]["history"] and r["config"]["train_on"] == "train+val"
+               for r in runs.values())
     sizes = [f["bytes"] for f in card["files"].values()]
     assert max(sizes) <= 10e6
     total = sum(p.stat().st_size for p in JOINT_WEIGHTS_DIR.parent.rglob("*.pt"))
@@ -756,12 +759,26 @@ def test_occupancy_points_follow_the_iso_level():
         pc.occupancy_points(prob, 10, level=1.0)
 
 
-def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws_with_the_card(monkeypatch, capsys):
-    from napari_jointrecon.joint import JOINT_WEIGHTS_DIR, contour_sampler, point_model_card
+def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws_with_the_card(
+        tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from napari_jointrecon import joint
+    from napari_jointrecon.joint import contour_sampler, point_model_card
     from napari_jointrecon.training import points as tp
 
     data = _tiny_slabs(2)
     monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data if split == "val" else None)
+    # the shipped joint network as if trained on the training patients alone (a refit is not tuned)
+    weights = tmp_path / "joint"
+    weights.mkdir()
+    shutil.copyfile(joint.JOINT_WEIGHTS_DIR / "contour_seed0.pt", weights / "contour_seed0.pt")
+    card = point_model_card()
+    card["contour_training"]["runs"]["contour_seed0.pt"]["config"]["train_on"] = "train"
+    (weights / "card.json").write_text(json.dumps(card))
+    shipped = joint.JOINT_WEIGHTS_DIR
+    monkeypatch.setattr(joint, "JOINT_WEIGHTS_DIR", weights)
+    monkeypatch.setattr(joint, "_LOADED", {})
     logs = []
     chosen = tp.tune_sampler(write=False, log=logs.append, processes=2)
     scores = chosen["validation_msd_mm"]
@@ -773,7 +790,7 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     assert scores[key] == min(scores.values())
     assert any(scores[k] != scores[k.replace(" network", " slice")] for k in scores if " network" in k)
     assert all(np.isfinite(v) for v in scores.values()) and logs[-1].startswith("contour sampler:")
-    card_file = JOINT_WEIGHTS_DIR / "card.json"
+    card_file = weights / "card.json"
     card_before = card_file.read_bytes()
     capsys.readouterr()
     # the command, its slabs scored in this process: the same scores and choice, the card untouched
@@ -789,6 +806,12 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
                                  "outline": card.get("outline", "network")}
     assert card["regions"] in pc.OCCUPANCY_REGIONS and card["level"] in tp.SAMPLER_LEVELS
     assert "validation" in card["chosen_on"]
+    assert card == json.loads((shipped / "card.json").read_text())["contour_sampler"]
+    # the shipped joint network is a refit on the validation patients: it is not tuned on them
+    monkeypatch.setattr(joint, "JOINT_WEIGHTS_DIR", shipped)
+    if point_model_card()["contour_training"]["runs"]["contour_seed0.pt"]["config"].get("train_on") == "train+val":
+        with pytest.raises(ValueError, match="trained on the validation patients too"):
+            tp.tune_sampler(write=False)
 
 
 def test_the_slice_outline_replaces_the_networks_and_keeps_what_it_predicts_inside():
@@ -1037,14 +1060,15 @@ def test_a_refit_trains_on_the_validation_patients_too_keeps_its_last_step_and_i
     (weights / "card.json").write_text(json.dumps(card))
     tp.export_contour(tmp_path)
     card = json.loads((weights / "card.json").read_text())
-    assert {k: v for k, v in card["contour_sampler"].items() if k != "refit"} == sampler
+    assert ({k: v for k, v in card["contour_sampler"].items() if k != "refit"}
+            == {k: v for k, v in sampler.items() if k != "refit"})
     assert "refit on the training and validation patients" in card["contour_sampler"]["refit"]
     runs = card["contour_training"]["runs"]
     assert runs["contour_seed0.pt"]["config"]["train_on"] == "train+val"
     # its validation curve is its recipe's run's, the run it replaced; the regressor replaced another recipe's
     assert runs["contour_seed0.pt"]["recipe_run"]["config"] == asdict(replace(cfg, train_on="train"))
     assert "recipe_run" not in runs["seq_contour_regressor_seed0.pt"]
-    assert "contour, seq_contour_regressor" in _training_text()
+    assert {"contour", "seq_contour_regressor"} <= set(_training_text().rstrip(".").split(": ")[-1].split(", "))
     with pytest.raises(ValueError, match="trained on the validation patients too"):
         tp.tune_sampler(write=False)
 
