@@ -725,9 +725,9 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
     card_file = JOINT_WEIGHTS_DIR / "card.json"
     card = json.loads(card_file.read_text())
     runs = card.setdefault("contour_training", {"runs": {}})
-    refit = root / "contour" / "summary.json"
-    if (root / "contour" / "best.pt").exists() and refit.exists():
-        config = json.loads(refit.read_text())["config"]
+    contour_summary = root / "contour" / "summary.json"
+    if (root / "contour" / "best.pt").exists() and contour_summary.exists():  # checked before anything is written
+        config = json.loads(contour_summary.read_text())["config"]
         if config.get("train_on", "train") != "train":
             _check_refit_sampler(card, config)
     for kind in CONTOUR_ARCHITECTURES:
