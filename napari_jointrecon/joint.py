@@ -3,7 +3,7 @@
 Point models (weights in ``models/weights/joint/``, one file per training seed, checksums in
 ``models/weights/joint/card.json``):
 
-* ``joint`` (default): the design's two-branch network, linear point head;
+* ``joint``: the design's two-branch network, linear point head;
 * ``joint_fold``: the same encoder and denoising branch with a deformation decoder;
 * ``sequential``: the baseline, a denoiser followed by a separate point regressor trained on
   full-dose slices;
@@ -14,9 +14,14 @@ Point models (weights in ``models/weights/joint/``, one file per training seed, 
   full-dose slices);
 * ``contour``: a joint network at 256 x 256 trained across patients whose point branch predicts
   how the denoised slice's own -500 HU contour changes through the slab (:mod:`.models.contour`);
-* ``sequential_contour`` (default: the most accurate on held-out patients, ``docs/RESULTS.md``):
-  its sequential counterpart (the same denoiser trained alone, then the occupancy-change network
-  trained on full-dose slices).
+* ``sequential_contour``: its sequential counterpart (the same denoiser trained alone, then the
+  occupancy-change network trained on full-dose slices);
+* ``contour_ensemble``: the two point decoders on one denoised slice: the joint ``contour``
+  network's denoised slice, and the mean of its occupancy and that of ``sequential_contour``'s
+  regressor reading that slice.
+
+The default (``DEFAULT_POINT_MODEL``) is the most accurate on the held-out patients
+(``docs/RESULTS.md``; a test keeps it so).
 
 The design's networks read a 128 x 128 slice, the contour networks 256 x 256 (area-averaged from
 the input, which must be at least 128 x 128) and return 1000 points in the normalised slab frame of :mod:`.pointcloud`, mapped here to
@@ -52,6 +57,9 @@ POINT_MODELS = {
     "sequential_occ": ("seq_denoiser_dose", "seq_regressor_occ"),
     "contour": ("contour",),
     "sequential_contour": ("seq_contour_denoiser", "seq_contour_regressor"),
+    # the joint contour network's denoised slice; its occupancy averaged with the sequential
+    # regressor's reading that slice (models/contour.py, contour_probabilities)
+    "contour_ensemble": ("contour", "seq_contour_regressor"),
 }
 #: Side (pixels) of the slice each point model reads (the contour networks draw at twice that).
 MODEL_INPUT_SIZE = {name: 256 if "contour" in name else 128 for name in POINT_MODELS}
@@ -98,8 +106,8 @@ def _sha256(path: Path) -> str:
 def load_point_model(name: str = DEFAULT_POINT_MODEL, seed: int = 0) -> dict:
     """The network(s) of a point model, eval mode on the CPU, checksums verified.
 
-    Returns ``{"model": net}`` or, for a sequential model, its denoiser and regressor by kind
-    (``{"seq_denoiser": net, "seq_regressor": net}``).
+    Returns ``{"model": net}`` or, for a model of several networks, the networks by kind
+    (``{"seq_denoiser": net, "seq_regressor": net}``, ``{"contour": net, "seq_contour_regressor": net}``).
     """
     import torch
 
@@ -209,7 +217,7 @@ def predict_point_cloud(ct_or_slice, *, slice_index: int | None = None, dose: fl
         The dose fraction of the scan (0.25 for 25 %). The point models were trained on all four
         dose levels together; ``joint_occ`` and the denoiser of ``sequential_occ`` take it as an
         input, the others ignore it (it is checked all the same).
-    model : {"contour", "sequential_contour", "joint", "joint_fold", "sequential", "joint_occ", "sequential_occ"}
+    model : {"contour_ensemble", "contour", "sequential_contour", "joint", "joint_fold", "sequential", "joint_occ", "sequential_occ"}
     device : {"auto", "cuda", "mps", "cpu"}
         As :func:`napari_jointrecon.denoise`; a GPU out of memory falls back to the CPU.
     spacing : (dy, dx) in mm, optional

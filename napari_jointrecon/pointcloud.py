@@ -40,7 +40,7 @@ __all__ = ["SLAB_MM", "LEVEL_HU", "TRAIN_POINTS", "EVAL_POINTS", "SlabFrame", "s
            "surface_mesh", "sample_surface", "surface_points", "reference_point_cloud",
            "chamfer_distance", "f_score", "earth_movers_distance", "point_metrics", "BOX_SIZE",
            "farthest_point_sample", "spread_points", "occupancy_points", "occupancy_regions",
-           "OCCUPANCY_REGIONS", "body_mask", "slab_bounds", "slab_z_range", "INPUT_SIZE"]
+           "OCCUPANCY_REGIONS", "fill_holes", "body_mask", "slab_bounds", "slab_z_range", "INPUT_SIZE"]
 
 SLAB_MM = 16.0
 LEVEL_HU = -500.0
@@ -139,6 +139,25 @@ def _largest_region(mask: np.ndarray) -> np.ndarray | None:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` with its default structure, the same mask: the background
+    labelled once (``ndimage.label``, the same connectivity) and every part of it that does not reach
+    the array's edge filled, instead of the background grown from the edge to convergence; several
+    times faster on a 512 x 512 slice (a contour network's cloud fills about 20)."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    if mask.size == 0:
+        return mask.copy()
+    labels, n = ndimage.label(~mask)
+    reaches_edge = np.zeros(n + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        reaches_edge[np.take(labels, 0, axis=axis)] = True
+        reaches_edge[np.take(labels, -1, axis=axis)] = True
+    reaches_edge[0] = False  # the mask itself
+    return ~reaches_edge[labels]
 
 
 def body_mask(slab: np.ndarray, slice_index: int, *, level: float = LEVEL_HU) -> np.ndarray:
@@ -257,13 +276,13 @@ def spread_points(points: np.ndarray, n: int, *, iterations: int = 10) -> np.nda
     for _ in range(iterations):
         # the assignment step of scipy.cluster.vq.kmeans2, by a k-d tree (3x faster at 20,000 x 1000);
         # a centre that no point is nearest to stays where it is, as with kmeans2(missing="warn")
-        _, label = cKDTree(centres).query(pts)
+        _, label = cKDTree(centres).query(pts, workers=-1)
         count = np.bincount(label, minlength=n)
         sums = np.stack([np.bincount(label, weights=pts[:, k], minlength=n) for k in range(pts.shape[1])], 1)
         kept = count > 0
         centres[kept] = sums[kept] / count[kept, None]
     # back onto the sample, each to the nearest point not yet taken (n distinct points)
-    _, near = cKDTree(pts).query(centres, k=min(8, len(pts)))
+    _, near = cKDTree(pts).query(centres, k=min(8, len(pts)), workers=-1)
     near = near.reshape(n, -1)
     chosen, taken = np.empty(n, dtype=np.int64), set()
     for i, row in enumerate(near):
@@ -287,10 +306,8 @@ def occupancy_regions(inside: np.ndarray, regions: str = "largest") -> np.ndarra
     body = _largest_region(inside)
     if body is None or regions == "largest":
         return body
-    from scipy import ndimage
-
     planes = body if body.ndim == 3 else body[None]
-    outline = np.stack([ndimage.binary_fill_holes(p) for p in planes]).reshape(body.shape)
+    outline = np.stack([fill_holes(p) for p in planes]).reshape(body.shape)
     return inside & outline
 
 

@@ -726,6 +726,24 @@ def _body_with_vessel_and_table() -> np.ndarray:
     return np.repeat(plane[None], 9, 0)
 
 
+def test_fill_holes_is_scipys_binary_fill_holes():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    masks = [np.zeros((6, 6), bool), np.ones((6, 6), bool), np.zeros((0, 4), bool)]
+    for shape in ((128, 128), (9, 48, 48), (1, 40)):
+        for level in (0.3, 0.5, 0.7):  # blobs with holes, holes in holes, and holes open to the edge
+            masks.append(ndimage.gaussian_filter(rng.random(shape), 1.5) > np.quantile(rng.random(64), level) * 0.1 + 0.45)
+    ring = np.zeros((32, 32), bool)
+    ring[4:28, 4:28] = True
+    ring[8:24, 8:24] = False
+    ring[12:20, 12:20] = True  # an island in the hole
+    masks.append(ring)
+    for mask in masks:
+        assert np.array_equal(pc.fill_holes(mask), ndimage.binary_fill_holes(mask)), mask.shape
+    assert pc.fill_holes(ring)[8:24, 8:24].all()
+
+
 def test_occupancy_regions_keep_the_vessels_inside_the_body_but_not_the_table():
     inside = _body_with_vessel_and_table()
     largest = pc.occupancy_regions(inside, "largest")
@@ -772,7 +790,8 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     # the shipped joint network as if trained on the training patients alone (a refit is not tuned)
     weights = tmp_path / "joint"
     weights.mkdir()
-    shutil.copyfile(joint.JOINT_WEIGHTS_DIR / "contour_seed0.pt", weights / "contour_seed0.pt")
+    for kind in ("contour", "seq_contour_regressor"):  # the sequential denoiser left out: its model is not scored
+        shutil.copyfile(joint.JOINT_WEIGHTS_DIR / f"{kind}_seed0.pt", weights / f"{kind}_seed0.pt")
     card = point_model_card()
     card["contour_training"]["runs"]["contour_seed0.pt"]["config"]["train_on"] = "train"
     (weights / "card.json").write_text(json.dumps(card))
@@ -790,6 +809,10 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     assert scores[key] == min(scores.values())
     assert any(scores[k] != scores[k.replace(" network", " slice")] for k in scores if " network" in k)
     assert all(np.isfinite(v) for v in scores.values()) and logs[-1].startswith("contour sampler:")
+    # every contour model whose weights are there, drawn with the choice: the joint network as scored above
+    models = chosen["models_validation_msd_mm"]
+    assert set(models) == {"contour", "contour_ensemble"} and models["contour"] == scores[key]
+    assert np.isfinite(models["contour_ensemble"]) and models["contour_ensemble"] != models["contour"]
     card_file = weights / "card.json"
     card_before = card_file.read_bytes()
     capsys.readouterr()
@@ -1403,6 +1426,12 @@ def test_held_out_point_table_and_the_distances_the_cli_prints():
     assert "| contour | 1.60 | 3.00 | 0.80 / 0.75 | 0.0020 |" in md
     assert "extrusion" in md and "1000 points of the true surface" in md
     assert "| contour | 41.00 | 41.00 |" in md and "| low-dose input | 35.50 | 35.50 |" in md
+    # beside it, the contour models on the validation patients, drawn as tuned (the card's, by tune-points)
+    from napari_jointrecon.joint import point_model_card
+
+    models = point_model_card()["contour_sampler"]["models_validation_msd_mm"]
+    assert set(models) == {"contour", "sequential_contour", "contour_ensemble"}
+    assert all(f"{name} {msd:.3f} mm" in md for name, msd in models.items())
     # the CLI's figures: held-out patients only (the chest series is a training patient of the denoisers)
     held = heldout_point_distances({"results": {"heldout": {"groups": results}}})
     assert held["contour"] == pytest.approx(1.6) and held["extrusion"] == pytest.approx(2.0)

@@ -45,9 +45,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["ContourNet", "INPUT_SIZE", "OUTPUT_SIZE", "N_PLANES", "BASE_HU", "CONTOUR_KINDS", "SURFACE_KINDS",
-           "build_contour",
-           "contour_forward", "contour_predict", "to_sizes", "run_contour", "OUTLINES", "OUTLINE_MARGIN_PX",
-           "keep_slice_outline"]
+           "build_contour", "contour_forward", "contour_probabilities", "contour_predict", "ENSEMBLE_KINDS",
+           "to_sizes", "run_contour", "OUTLINES", "OUTLINE_MARGIN_PX", "keep_slice_outline"]
 
 #: Pixels of the slice the network reads (area-averaged from the input).
 INPUT_SIZE = 256
@@ -192,37 +191,53 @@ def contour_forward(nets: dict, x, full, dose=None, spacing=None):
     return den_full, nets["seq_contour_regressor"](den_small, full=den_full, spacing=spacing)[1]
 
 
+#: The kinds of the ensemble ``contour_ensemble`` (:func:`contour_probabilities`).
+ENSEMBLE_KINDS = ("contour", "seq_contour_regressor")
+
+
+def contour_probabilities(nets: dict, x, full, dose=None, spacing=None):
+    """``(denoised at full size, occupancy probabilities at full size or None)`` of a batch.
+    ``nets``: as for :func:`contour_forward`, or the ensemble ``{"contour": joint network,
+    "seq_contour_regressor": regressor}``: the joint network's denoised slice, and the mean of the
+    joint network's occupancy and the sequential regressor's, which reads that denoised slice (two
+    point decoders on one denoised slice; on the validation patients the mean beat each alone)."""
+    if set(nets) == set(ENSEMBLE_KINDS):
+        den, logits = nets["contour"](x, dose, full=full, spacing=spacing)
+        second = nets["seq_contour_regressor"](F.interpolate(den, size=x.shape[-2:], mode="area"), full=den,
+                                               spacing=spacing)[1]
+        return den, 0.5 * (torch.sigmoid(logits.float()) + torch.sigmoid(second.float()))
+    den, logits = contour_forward(nets, x, full, dose, spacing)
+    return den, None if logits is None else torch.sigmoid(logits.float())
+
+
 def contour_predict(nets: dict, x, full, dose=None, *, mirror: bool = False, spacing=None):
     """``(denoised at full size, occupancy probabilities at full size)`` of a batch (None for a
-    denoiser alone). ``mirror``: the mean of the networks on the slices and on their left-right
-    mirror images (mirrored back), as they were trained on both (the point models' card's
-    ``contour_sampler`` says whether the product does; chosen on validation)."""
+    denoiser alone); ``nets``: as for :func:`contour_probabilities`. ``mirror``: the mean of the
+    networks on the slices and on their left-right mirror images (mirrored back), as they were
+    trained on both (the point models' card's ``contour_sampler`` says whether the product does;
+    chosen on validation)."""
     if not mirror:
-        den, logits = contour_forward(nets, x, full, dose, spacing)
-        return den, None if logits is None else torch.sigmoid(logits.float())
+        return contour_probabilities(nets, x, full, dose, spacing)
     # the slices and their mirror images in one batch: one pass of the networks
     n = x.shape[0]
 
     def twice(v):
         return None if v is None else torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1).expand(n).repeat(2)
 
-    den, logits = contour_forward(nets, torch.cat([x, x.flip(-1)]), torch.cat([full, full.flip(-1)]), twice(dose),
-                                  twice(spacing))
+    den, prob = contour_probabilities(nets, torch.cat([x, x.flip(-1)]), torch.cat([full, full.flip(-1)]),
+                                      twice(dose), twice(spacing))
     den = 0.5 * (den[:n] + den[n:].flip(-1))
-    if logits is None:
+    if prob is None:
         return den, None
-    prob = torch.sigmoid(logits.float())
     return den, 0.5 * (prob[:n] + prob[n:].flip(-1))
 
 
 def _outline(mask):
     """The filled outer boundary of the largest connected region of a 2D mask (all False if empty)."""
-    from scipy import ndimage
-
-    from ..pointcloud import _largest_region
+    from ..pointcloud import _largest_region, fill_holes
 
     region = _largest_region(mask)
-    return np.zeros_like(mask) if region is None else ndimage.binary_fill_holes(region)
+    return np.zeros_like(mask) if region is None else fill_holes(region)
 
 
 def keep_slice_outline(prob, denoised, level: float = 0.5):

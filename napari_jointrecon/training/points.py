@@ -624,6 +624,34 @@ def _sampler_scores(prob: np.ndarray, den: np.ndarray, reference: np.ndarray, ha
     return scores
 
 
+def _drawn_msd(prob: np.ndarray, den: np.ndarray, reference: np.ndarray, half_extent_mm, level: float,
+               regions: str, outline: str) -> float:
+    """One slab's mean surface distance (mm) of the cloud drawn as the product draws it."""
+    p = prob if outline == "network" else keep_slice_outline(prob, den, level)
+    return _msd_to(p, reference, half_extent_mm, level, regions)
+
+
+def _contour_models_msd(data: PointSlabs, dose: float, sampler: dict, pool, log) -> dict[str, float]:
+    """The mean surface distance (mm) on ``data`` of every contour point model whose weights are
+    there, each drawn with ``sampler``: which of them validation prefers."""
+    from ..joint import JOINT_WEIGHTS_DIR, POINT_MODELS, load_point_model
+
+    out = {}
+    for name, kinds in POINT_MODELS.items():
+        if "contour" not in name or not all((JOINT_WEIGHTS_DIR / f"{k}_seed0.pt").exists() for k in kinds):
+            continue
+        nets = load_point_model(name)
+        den, prob = predict_slabs(nets, data, dose, mirror=sampler["mirror"], full_size=True,
+                                  spacing=slab_spacing(data) if _reads_spacing(nets) else None)
+        n = prob.shape[0]
+        args = ([prob[i].numpy() for i in range(n)], [den[i, 0].numpy() for i in range(n)], data.reference,
+                data.half_extent_mm, [sampler["level"]] * n, [sampler["regions"]] * n, [sampler["outline"]] * n)
+        per_slab = list(pool.map(_drawn_msd, *args) if pool else map(_drawn_msd, *args))
+        out[name] = round(float(np.mean(per_slab)), 4)
+        log(f"  {name} drawn so: {out[name]:.3f} mm")
+    return out
+
+
 def _single_threaded_torch():
     torch.set_num_threads(1)
 
@@ -639,8 +667,9 @@ def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/po
     (``contour``). Its sequential counterpart is drawn the same way, so that the two differ only in
     their networks. The slabs are scored in ``processes`` worker processes (1: in
     this one; more are started with ``spawn``, so a script that asks for them needs the
-    ``if __name__ == "__main__":`` guard; ``jointrecon tune-points`` uses 2). Returns the choice and
-    the score of every candidate."""
+    ``if __name__ == "__main__":`` guard; ``jointrecon tune-points`` uses 2). Returns the choice, the score of every
+    candidate and, drawn with the choice, the mean surface distance of every contour point model
+    whose weights are there (``models_validation_msd_mm``: which of them validation prefers)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -671,15 +700,17 @@ def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/po
                 key_m = key + (" mirror" if mirror else "")
                 scores[key_m] = round(float(np.mean([s[key] for s in per_slab])), 4)
                 log(f"  {key_m:30s} {scores[key_m]:.3f} mm")
+        best = min(scores, key=scores.get)
+        regions, level, outline, *mirror = best.split()
+        chosen = {"level": float(level), "regions": regions, "mirror": bool(mirror), "outline": outline,
+                  "model": model, "dose": dose,
+                  "validation_msd_mm": scores,
+                  "chosen_on": f"the validation patients' slabs ({len(data.centres)}, "
+                               f"{', '.join(sorted(set(data.series)))})"}
+        chosen["models_validation_msd_mm"] = _contour_models_msd(data, dose, chosen, pool, log)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    best = min(scores, key=scores.get)
-    regions, level, outline, *mirror = best.split()
-    chosen = {"level": float(level), "regions": regions, "mirror": bool(mirror), "outline": outline,
-              "model": model, "dose": dose,
-              "validation_msd_mm": scores,
-              "chosen_on": f"the validation patients' slabs ({len(data.centres)}, {', '.join(sorted(set(data.series)))})"}
     if write:
         card_file = JOINT_WEIGHTS_DIR / "card.json"
         card = json.loads(card_file.read_text())

@@ -127,6 +127,18 @@ def _sampler_text() -> str:
                if sampler["outline"] == "slice" else ""))
 
 
+def _validation_text() -> str:
+    """The contour models' mean surface distance on the validation patients, drawn with the sampler."""
+    from ..joint import point_model_card
+
+    models = point_model_card().get("contour_sampler", {}).get("models_validation_msd_mm", {})
+    if not models:
+        return ""
+    return (" Drawn so on the validation patients' slabs, by the networks the sampler was chosen for: "
+            + ", ".join(f"{name} {msd:.3f} mm" for name, msd in sorted(models.items(), key=lambda kv: kv[1]))
+            + ".")
+
+
 def _training_text() -> str:
     """What the shipped contour networks were trained on, where it is more than the training patients."""
     from ..joint import point_model_card
@@ -155,7 +167,7 @@ def heldout_point_markdown(results: dict, *, dose: float = 0.25, labels: dict | 
              "to a training patient of the denoisers; the contour networks left centres 55-85 out of training. "
              "The contour networks' clouds are drawn as the product draws them, with the point models' card's "
              "`contour_sampler` (chosen on the validation patients by `jointrecon tune-points`: "
-             + _sampler_text() + ")." + _training_text(),
+             + _sampler_text() + ")." + _validation_text() + _training_text(),
              "",
              "| cloud | " + " | ".join(f"{g} ({results[g]['patient']}, {len(results[g]['slabs'])} slabs), mm"
                                        for g in groups) + " | ratio to extrusion | Chamfer |",
