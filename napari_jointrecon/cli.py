@@ -318,7 +318,8 @@ def _cmd_train_contour(args) -> int:
     from .training.points import PointConfig, export_contour, train_contour_all
 
     config = PointConfig(steps=args.steps, width=args.width, augment=args.augment, spacing_input=args.spacing_input,
-                         crop=args.crop, batch=args.batch, outline=args.outline, train_on=args.train_on)
+                         crop=args.crop, batch=args.batch, outline=args.outline, train_on=args.train_on,
+                         regressor_input=args.regressor_input)
     train_contour_all(args.out, kinds=tuple(args.kinds), config=config, cache_dir=args.cache)
     if not args.no_export:
         print(f"exported {export_contour(args.out)}")
@@ -625,6 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "patients (not validated; its last step is kept). Give the recipe's own options "
                         "(--steps, --outline, ...) and another --out; it is exported with the sampler "
                         "jointrecon tune-points chose for the recipe's exported run")
+    p.add_argument("--regressor-input", choices=["full_dose", "denoised"], default="full_dose",
+                   help="what the sequential regressor reads in training: full-dose slices (the design's "
+                        "baseline), or its denoiser's output of low-dose slices, as it reads in the product")
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_contour)
 

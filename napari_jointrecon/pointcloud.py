@@ -269,20 +269,22 @@ def spread_points(points: np.ndarray, n: int, *, iterations: int = 10) -> np.nda
     moving each back onto the nearest point of the sample not yet taken keeps all ``n`` on the
     surface the sample comes from, and distinct.
     """
+    import torch
     from scipy.spatial import cKDTree
 
+    workers = torch.get_num_threads()  # the k-d tree queries on as many threads as torch is given
     pts = np.asarray(points, dtype=np.float64)
     centres = farthest_point_sample(pts, n)
     for _ in range(iterations):
         # the assignment step of scipy.cluster.vq.kmeans2, by a k-d tree (3x faster at 20,000 x 1000);
         # a centre that no point is nearest to stays where it is, as with kmeans2(missing="warn")
-        _, label = cKDTree(centres).query(pts, workers=-1)
+        _, label = cKDTree(centres).query(pts, workers=workers)
         count = np.bincount(label, minlength=n)
         sums = np.stack([np.bincount(label, weights=pts[:, k], minlength=n) for k in range(pts.shape[1])], 1)
         kept = count > 0
         centres[kept] = sums[kept] / count[kept, None]
     # back onto the sample, each to the nearest point not yet taken (n distinct points)
-    _, near = cKDTree(pts).query(centres, k=min(8, len(pts)), workers=-1)
+    _, near = cKDTree(pts).query(centres, k=min(8, len(pts)), workers=workers)
     near = near.reshape(n, -1)
     chosen, taken = np.empty(n, dtype=np.int64), set()
     for i, row in enumerate(near):

@@ -734,6 +734,11 @@ def test_fill_holes_is_scipys_binary_fill_holes():
     for shape in ((128, 128), (9, 48, 48), (1, 40)):
         for level in (0.3, 0.5, 0.7):  # blobs with holes, holes in holes, and holes open to the edge
             masks.append(ndimage.gaussian_filter(rng.random(shape), 1.5) > np.quantile(rng.random(64), level) * 0.1 + 0.45)
+    cube = np.ones((7, 7, 7), bool)
+    cube[2:5, 2:5, 2:5] = False  # a hollow cube: one hole in 3D, none on any of its planes alone
+    diagonal = np.ones((5, 5), bool)
+    diagonal[1, 1] = diagonal[0, 0] = False  # touches the outside only through a corner: still a hole
+    masks += [cube, diagonal, np.array([True, False, True]), np.array([False, True, False])]
     ring = np.zeros((32, 32), bool)
     ring[4:28, 4:28] = True
     ring[8:24, 8:24] = False
@@ -741,7 +746,7 @@ def test_fill_holes_is_scipys_binary_fill_holes():
     masks.append(ring)
     for mask in masks:
         assert np.array_equal(pc.fill_holes(mask), ndimage.binary_fill_holes(mask)), mask.shape
-    assert pc.fill_holes(ring)[8:24, 8:24].all()
+    assert pc.fill_holes(ring)[8:24, 8:24].all() and pc.fill_holes(cube).all() and pc.fill_holes(diagonal)[1, 1]
 
 
 def test_occupancy_regions_keep_the_vessels_inside_the_body_but_not_the_table():
@@ -793,7 +798,8 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     for kind in ("contour", "seq_contour_regressor"):  # the sequential denoiser left out: its model is not scored
         shutil.copyfile(joint.JOINT_WEIGHTS_DIR / f"{kind}_seed0.pt", weights / f"{kind}_seed0.pt")
     card = point_model_card()
-    card["contour_training"]["runs"]["contour_seed0.pt"]["config"]["train_on"] = "train"
+    for kind in ("contour", "seq_contour_regressor"):
+        card["contour_training"]["runs"][f"{kind}_seed0.pt"]["config"]["train_on"] = "train"
     (weights / "card.json").write_text(json.dumps(card))
     shipped = joint.JOINT_WEIGHTS_DIR
     monkeypatch.setattr(joint, "JOINT_WEIGHTS_DIR", weights)
@@ -813,6 +819,14 @@ def test_tune_sampler_scores_every_candidate_on_validation_and_the_product_draws
     models = chosen["models_validation_msd_mm"]
     assert set(models) == {"contour", "contour_ensemble"} and models["contour"] == scores[key]
     assert np.isfinite(models["contour_ensemble"]) and models["contour_ensemble"] != models["contour"]
+    # a network refit on the validation patients is not scored on them
+    card["contour_training"]["runs"]["seq_contour_regressor_seed0.pt"]["config"]["train_on"] = "train+val"
+    (weights / "card.json").write_text(json.dumps(card))
+    skipped = []
+    assert set(tp._contour_models_msd(data, 0.25, chosen, None, skipped.append)) == {"contour"}
+    assert any("contour_ensemble: not scored" in line for line in skipped)
+    card["contour_training"]["runs"]["seq_contour_regressor_seed0.pt"]["config"]["train_on"] = "train"
+    (weights / "card.json").write_text(json.dumps(card))
     card_file = weights / "card.json"
     card_before = card_file.read_bytes()
     capsys.readouterr()
@@ -994,6 +1008,58 @@ def test_a_resumed_run_chooses_its_best_step_again_when_its_validation_changed(t
     assert best["msd_mm"] == min(h["msd_mm"] for h in summary["history"] if h["step"] > 1)
 
 
+def test_a_regressor_can_train_on_its_denoisers_output_of_low_dose_slices(tmp_path, monkeypatch):
+    from napari_jointrecon.models.contour import build_contour
+    from napari_jointrecon.training import points as tp
+
+    data = _tiny_slabs(3)
+    monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: data)
+    torch.manual_seed(1)
+    den = build_contour("seq_contour_denoiser", 8)
+    for module in den.modules():  # batch-norm statistics unlike a fresh layer's, so that training mode shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    torch.save(den.state_dict(), tmp_path / "den.pt")
+    den.eval()
+    sampled, seen = [], []
+    original = tp._sample
+    monkeypatch.setattr(tp, "_sample", lambda *a, **k: sampled.append((k, original(*a, **k))) or sampled[-1][1])
+    net_inputs = lambda module, args, kwargs: seen.append((args[0].clone(), kwargs["full"].clone()))  # noqa: E731
+    original_build = tp.build_contour
+
+    def build(kind, *a, **k):
+        net = original_build(kind, *a, **k)
+        if kind == "seq_contour_regressor":
+            net.register_forward_pre_hook(net_inputs, with_kwargs=True)
+        return net
+
+    monkeypatch.setattr(tp, "build_contour", build)
+    cfg = tp.PointConfig(steps=3, batch=2, crop=64, val_every=2, width=8, outline="slice", regressor_input="denoised")
+    summary = tp.train_points("seq_contour_regressor", tmp_path / "reg", config=cfg, denoiser=tmp_path / "den.pt")
+    assert summary["config"]["regressor_input"] == "denoised" and summary["steps_done"] == 3
+    training = [batch for kwargs, batch in sampled]
+    assert all(kwargs == {"full_dose": False} for kwargs, _ in sampled)
+    assert any(float(d) < 1.0 for batch in training for d in batch[4])  # low-dose slices, not full-dose ones
+    # what it read at each step: the denoiser's output (in its evaluation mode, also after a validation)
+    for step in (0, 2):
+        x, full, dose = training[step][0], training[step][1], training[step][4]
+        with torch.no_grad():
+            expected = den(x, dose, full=full)[0]
+        got_x, got_full = seen[[i for i, (a, _) in enumerate(seen) if a.shape[0] == 2][step]]
+        assert torch.allclose(got_full, expected, atol=1e-6)
+        assert torch.allclose(got_x, torch.nn.functional.interpolate(expected, size=x.shape[-2:], mode="area"), atol=1e-6)
+    with pytest.raises(ValueError, match="regressor_input must be one of"):
+        tp.train_points("seq_contour_regressor", tmp_path / "bad", config=tp.PointConfig(regressor_input="low"),
+                        denoiser=tmp_path / "den.pt")
+    with pytest.raises(ValueError, match="pass denoiser="):
+        tp.train_points("seq_contour_regressor", tmp_path / "bad", config=cfg)
+    # another architecture than the full-dose regressor's: a run of one does not resume the other
+    assert not tp._same_architecture(summary["config"], tp.PointConfig(outline="slice", crop=64, batch=2, width=8),
+                                     "seq_contour_regressor")
+    assert tp._same_architecture({"regressor_input": "denoised"}, tp.PointConfig(), "contour")
+
+
 def test_a_run_validated_with_the_slice_outline_weighs_its_loss_inside_it(tmp_path, monkeypatch):
     from napari_jointrecon.models.contour import build_contour, keep_slice_outline
     from napari_jointrecon.training import points as tp
@@ -1083,14 +1149,16 @@ def test_a_refit_trains_on_the_validation_patients_too_keeps_its_last_step_and_i
     (weights / "card.json").write_text(json.dumps(card))
     tp.export_contour(tmp_path)
     card = json.loads((weights / "card.json").read_text())
-    assert ({k: v for k, v in card["contour_sampler"].items() if k != "refit"}
-            == {k: v for k, v in sampler.items() if k != "refit"})
+    assert ({k: v for k, v in card["contour_sampler"].items() if k not in ("refit", "models_validation_msd_mm")}
+            == {k: v for k, v in sampler.items() if k not in ("refit", "models_validation_msd_mm")})
     assert "refit on the training and validation patients" in card["contour_sampler"]["refit"]
     runs = card["contour_training"]["runs"]
     assert runs["contour_seed0.pt"]["config"]["train_on"] == "train+val"
     # its validation curve is its recipe's run's, the run it replaced; the regressor replaced another recipe's
     assert runs["contour_seed0.pt"]["recipe_run"]["config"] == asdict(replace(cfg, train_on="train"))
     assert "recipe_run" not in runs["seq_contour_regressor_seed0.pt"]
+    # the validation figures of the models whose networks changed go; the refit of a scored recipe keeps its
+    assert set(card["contour_sampler"]["models_validation_msd_mm"]) == {"contour"}
     assert {"contour", "seq_contour_regressor"} <= set(_training_text().rstrip(".").split(": ")[-1].split(", "))
     with pytest.raises(ValueError, match="trained on the validation patients too"):
         tp.tune_sampler(write=False)
@@ -1299,9 +1367,10 @@ def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
     monkeypatch.setattr(tp, "train_contour_all", lambda out, **kw: seen.update(kw))
     assert cli_main(["train-contour", "--out", str(tmp_path / "cli"), "--kinds", "contour", "--crop", "192",
                      "--batch", "4", "--width", "8", "--outline", "slice", "--train-on", "train+val",
-                     "--no-export"]) == 0
+                     "--regressor-input", "denoised", "--no-export"]) == 0
     assert (seen["config"].crop, seen["config"].batch, seen["config"].width) == (192, 4, 8)
     assert (seen["config"].outline, seen["config"].train_on) == ("slice", "train+val")
+    assert seen["config"].regressor_input == "denoised"
 
 
 def test_the_occupancy_loss_weighs_each_pixel_on_every_plane():
@@ -1326,16 +1395,44 @@ def test_the_occupancy_loss_weighs_each_pixel_on_every_plane():
     assert 0 < gain_out < 0.2 * gain_in
 
 
-def test_contour_model_predicts_a_cloud_on_the_anatomy(chest, low_chest):
+@pytest.mark.parametrize("model", ["contour", "sequential_contour", "contour_ensemble"])
+def test_contour_model_predicts_a_cloud_on_the_anatomy(chest, low_chest, model):
     from napari_jointrecon.training.points_eval import extrusion_cloud
 
     k = 70  # a point test slab, never trained on
-    pred = nj.predict_point_cloud(low_chest, slice_index=k, dose=0.25, model="contour")
+    pred = nj.predict_point_cloud(low_chest, slice_index=k, dose=0.25, model=model)
     assert pred.points.shape == (1000, 3) and pred.denoised.shape == (512, 512)
     ref = nj.reference_point_cloud(chest, k, 10000)
     msd = pc.chamfer_distance(pred.points, ref, squared=False)[0].item() / 2
     base = pc.chamfer_distance(extrusion_cloud(chest, k, low_chest.hu[k]), ref, squared=False)[0].item() / 2
     assert msd < 1.5 * base and msd < 6.0, (msd, base)
+
+
+def test_the_ensemble_denoises_as_the_joint_network_and_averages_two_point_decoders():
+    from napari_jointrecon.models.contour import build_contour, contour_predict, contour_probabilities
+
+    torch.manual_seed(0)
+    joint_net, regressor = build_contour("contour", 8).eval(), build_contour("seq_contour_regressor", 8).eval()
+    for net in (joint_net, regressor):  # the decoders start as the identity and the extrusion: move them
+        for p in net.parameters():
+            p.data.add_(0.05 * torch.randn_like(p))
+    full = torch.rand(2, 1, 64, 64) * 0.4 + 0.4
+    x = torch.nn.functional.avg_pool2d(full, 2)
+    dose = torch.tensor([0.25, 0.5])
+    nets = {"contour": joint_net, "seq_contour_regressor": regressor}
+    with torch.no_grad():
+        den, prob = contour_probabilities(nets, x, full, dose)
+        den_joint, logits = joint_net(x, dose, full=full)
+        second = regressor(torch.nn.functional.interpolate(den_joint, size=(32, 32), mode="area"), full=den_joint)[1]
+        mirrored = contour_predict(nets, x, full, dose, mirror=True)
+        mirror_joint = contour_predict({"model": joint_net}, x, full, dose, mirror=True)
+    assert torch.equal(den, den_joint)
+    assert torch.allclose(prob, 0.5 * (torch.sigmoid(logits) + torch.sigmoid(second)), atol=1e-6)
+    assert not torch.allclose(prob, torch.sigmoid(logits), atol=1e-3)
+    assert torch.allclose(mirrored[0], mirror_joint[0], atol=1e-6)  # mirrored too: the joint network's slice
+    with torch.no_grad():
+        flipped = contour_probabilities(nets, x.flip(-1), full.flip(-1), dose)[1]
+    assert torch.allclose(mirrored[1], 0.5 * (prob + flipped.flip(-1)), atol=1e-6)
 
 
 def test_default_point_model_is_the_most_accurate_on_held_out_patients():

@@ -34,7 +34,10 @@ units of ``SPACING_UNIT_MM``): the true slab surface runs straight between the s
 marching cubes draws it, so how far it changes through the slab depends on how far apart they are
 (2 to 8 mm in the training data); the point models' card says which networks read it. The
 sequential counterpart is the same denoiser trained alone, then the same network without a
-denoising decoder (``denoise=False``) trained on full-dose slices, whose ``base`` is its input's.
+denoising decoder (``denoise=False``) trained on full-dose slices (or, with the training option
+``regressor_input="denoised"``, on its denoiser's output of low-dose ones), whose ``base`` is its
+input's. The ensemble (:func:`contour_probabilities`) reads the joint network's denoised slice with
+both point decoders and averages their occupancy.
 """
 
 from __future__ import annotations

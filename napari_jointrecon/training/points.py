@@ -253,16 +253,23 @@ class PointConfig:
     #: slab centre of their series) with a recipe chosen on validation; it is not validated (the
     #: validation patients are its training data) and keeps its last step
     train_on: str = "train"
+    #: what the sequential regressor reads in training (:data:`REGRESSOR_INPUTS`): the full-dose
+    #: slices (the design's sequential baseline), or its denoiser's output on the low-dose slices, as
+    #: it reads in the product
+    regressor_input: str = "full_dose"
 
 
 DEFAULT_POINT_CONFIG = PointConfig()
 #: What a run trains on (:attr:`PointConfig.train_on`).
 TRAIN_ON = ("train", "train+val")
+#: What the sequential regressor reads in training (:attr:`PointConfig.regressor_input`).
+REGRESSOR_INPUTS = ("full_dose", "denoised")
 #: The affine augmentation's largest turn (degrees) and relative scale (:attr:`PointConfig.augment`).
 AUGMENT_DEGREES = 10.0
 AUGMENT_SCALE = 0.1
 #: What a run's checkpoint must share with the configuration that resumes it.
-ARCHITECTURE_FIELDS = ("width", "augment", "spacing_input", "crop", "batch", "outline", "train_on")
+ARCHITECTURE_FIELDS = ("width", "augment", "spacing_input", "crop", "batch", "outline", "train_on",
+                       "regressor_input")
 #: The occupancy loss's weight outside the slice's outline in a run validated with it (``outline="slice"``):
 #: small, not 0, so that the network's own outline (where it ends inside the slice's, the product
 #: draws tissue) stays learnt.
@@ -355,7 +362,7 @@ def predict_slabs(nets: dict, data: PointSlabs, dose: float, *, mirror: bool = F
                   full_size: bool = False):
     """Denoised slices (model scale, area-averaged to 256, or at 512 with ``full_size``) and occupancy
     probabilities (512, None for a denoiser alone) of every slab at ``dose``; ``nets`` as for
-    :func:`~napari_jointrecon.models.contour.contour_forward`, or a denoiser alone as ``{"model": net}``;
+    :func:`~napari_jointrecon.models.contour.contour_probabilities`, or a denoiser alone as ``{"model": net}``;
     ``mirror``: :func:`~napari_jointrecon.models.contour.contour_predict`; ``spacing``: each slab's
     slice spacing (:func:`slab_spacing`), for networks that read it."""
     from ..models.contour import contour_predict
@@ -417,6 +424,8 @@ def _architecture(config: dict, kind: str = "contour") -> dict:
     arch["spacing_input"] = bool(arch["spacing_input"]) and kind in SURFACE_KINDS
     if kind not in SURFACE_KINDS:  # a denoiser alone draws no cloud: its loss and validation know no outline
         arch["outline"] = "network"
+    if kind != "seq_contour_regressor":
+        arch["regressor_input"] = "full_dose"
     return arch
 
 
@@ -430,8 +439,9 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
     weights go to ``out_dir/best.pt`` and a summary to ``out_dir/summary.json``.
 
     ``kind``: ``"contour"`` (joint: normalised MSE + cross-entropy), ``"seq_contour_denoiser"``
-    (normalised MSE) or ``"seq_contour_regressor"`` (cross-entropy on full-dose slices; validated
-    on the output of ``denoiser``, the trained sequential denoiser's ``best.pt``).
+    (normalised MSE) or ``"seq_contour_regressor"`` (cross-entropy on full-dose slices, or with
+    ``regressor_input="denoised"`` on ``denoiser``'s output of low-dose ones; validated on the output
+    of ``denoiser``, the trained sequential denoiser's ``best.pt``).
     """
     cfg = config or PointConfig()
     if not (isinstance(cfg.crop, int) and 8 <= cfg.crop <= OUTPUT_SIZE // 2 and cfg.crop % 8 == 0):
@@ -445,6 +455,17 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         cfg = replace(cfg, outline="network")
     if cfg.train_on not in TRAIN_ON:
         raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {cfg.train_on!r}")
+    if cfg.regressor_input not in REGRESSOR_INPUTS:
+        raise ValueError(f"regressor_input must be one of {', '.join(REGRESSOR_INPUTS)}, got {cfg.regressor_input!r}")
+    if kind != "seq_contour_regressor":
+        cfg = replace(cfg, regressor_input="full_dose")
+    reads_denoised = cfg.regressor_input == "denoised"
+    if kind == "seq_contour_regressor" and (reads_denoised or cfg.train_on == "train"):
+        if denoiser is None:
+            raise ValueError("the sequential regressor is validated on (or trained on) its denoiser's output: "
+                             "pass denoiser=")
+        if not Path(denoiser).exists():
+            raise FileNotFoundError(f"the sequential regressor's denoiser {denoiser} does not exist: train it first")
     refit = cfg.train_on == "train+val"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -479,12 +500,12 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
             state["best_step"], state["val_slabs"] = None, val_slabs
     train_spacing = slab_spacing(train) if net.spacing_input else None
     nets = {"model": net}
-    if kind == "seq_contour_regressor" and not refit:
-        if denoiser is None:
-            raise ValueError("the sequential regressor is validated on its denoiser's output: pass denoiser=")
+    den_net = None
+    if kind == "seq_contour_regressor" and (reads_denoised or not refit):
         den_net = build_contour("seq_contour_denoiser", cfg.width)
         den_net.load_state_dict(torch.load(denoiser, map_location="cpu", weights_only=True))
-        nets = {"seq_contour_denoiser": den_net.eval(), "seq_contour_regressor": net}
+        den_net.eval()
+        nets = {"seq_contour_denoiser": den_net, "seq_contour_regressor": net}
     metric = "psnr" if kind == "seq_contour_denoiser" else "msd_mm"
 
     def better(h, best):
@@ -503,7 +524,13 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         step = state["step"]
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg.steps, cfg.lr, warmup=100)
-        x, full, y, occ, dose, picked, weight = _sample(train, rng, cfg, full_dose=kind == "seq_contour_regressor")
+        x, full, y, occ, dose, picked, weight = _sample(
+            train, rng, cfg, full_dose=kind == "seq_contour_regressor" and not reads_denoised)
+        if kind == "seq_contour_regressor" and reads_denoised:  # the denoiser's output, as in the product
+            den_net.eval()  # validation leaves the networks it was given in training mode
+            with torch.no_grad():
+                full = den_net(x, dose, full=full)[0]
+                x = F.interpolate(full, size=x.shape[-2:], mode="area")
         spacing = train_spacing[picked] if net.spacing_input else None
         den, logits = net(x, dose if net.dose_input else None, full=full, spacing=spacing)
         loss = torch.zeros(())
@@ -633,12 +660,18 @@ def _drawn_msd(prob: np.ndarray, den: np.ndarray, reference: np.ndarray, half_ex
 
 def _contour_models_msd(data: PointSlabs, dose: float, sampler: dict, pool, log) -> dict[str, float]:
     """The mean surface distance (mm) on ``data`` of every contour point model whose weights are
-    there, each drawn with ``sampler``: which of them validation prefers."""
-    from ..joint import JOINT_WEIGHTS_DIR, POINT_MODELS, load_point_model
+    there and whose networks were trained on the training patients alone (not a refit on ``data``'s),
+    each drawn with ``sampler``: which of them validation prefers."""
+    from ..joint import JOINT_WEIGHTS_DIR, POINT_MODELS, load_point_model, point_model_card
 
+    runs = point_model_card().get("contour_training", {}).get("runs", {})
     out = {}
     for name, kinds in POINT_MODELS.items():
         if "contour" not in name or not all((JOINT_WEIGHTS_DIR / f"{k}_seed0.pt").exists() for k in kinds):
+            continue
+        refit = [k for k in kinds if runs.get(f"{k}_seed0.pt", {}).get("config", {}).get("train_on", "train") != "train"]
+        if refit:
+            log(f"  {name}: not scored ({', '.join(refit)} trained on the validation patients too)")
             continue
         nets = load_point_model(name)
         den, prob = predict_slabs(nets, data, dose, mirror=sampler["mirror"], full_size=True,
@@ -778,6 +811,9 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
         widths = "/".join(str(k * width) for k in (1, 2, 3, 4))
         card["kinds"][kind] = {"architecture": CONTOUR_ARCHITECTURES[kind].format(widths=widths),
                                "parameters": summary["parameters"], "width": width}
+        if kind == "seq_contour_regressor" and summary["config"].get("regressor_input") == "denoised":
+            card["kinds"][kind]["architecture"] = card["kinds"][kind]["architecture"].replace(
+                "on full-dose slices", "on the sequential denoiser's output of low-dose slices")
         if summary["config"].get("spacing_input") and kind in SURFACE_KINDS:
             card["kinds"][kind]["spacing_input"] = True
             card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
@@ -793,6 +829,12 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
             if prev and _recipe(prev["config"], kind) == _recipe(summary["config"], kind):
                 entry["recipe_run"] = prev
         runs["runs"][fname] = entry
+        scored = card.get("contour_sampler", {}).get("models_validation_msd_mm", {})
+        if "recipe_run" not in entry:  # another network than the one scored: its models' figures go
+            from ..joint import POINT_MODELS
+
+            for name in [name for name in scored if kind in POINT_MODELS.get(name, ())]:
+                del scored[name]
         if kind == "contour" and summary["config"].get("train_on", "train") != "train":
             # a refit on the validation patients cannot be tuned on them: it is drawn as its recipe's run was
             if "contour_sampler" in card:
@@ -818,7 +860,8 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
                     "counted a tenth outside the slice's outline; the sequential denoiser at its best PSNR); a run "
                     "whose config has `train_on` train+val is the refit of a recipe chosen that way on the training "
                     "and the validation patients (every slab centre of their series), not validated, kept at its "
-                    "last step")
+                    "last step; a sequential regressor whose config has `regressor_input` denoised trained on its "
+                    "denoiser's output of the low-dose slices, not on the full-dose ones")
     runs["seeds"] = [0]
     card_file.write_text(json.dumps(card, indent=2) + "\n")
     return card_file

@@ -134,7 +134,8 @@ def _validation_text() -> str:
     models = point_model_card().get("contour_sampler", {}).get("models_validation_msd_mm", {})
     if not models:
         return ""
-    return (" Drawn so on the validation patients' slabs, by the networks the sampler was chosen for: "
+    return (" Drawn with that sampler on the validation patients' slabs, the networks trained on the training "
+            "patients alone (`jointrecon tune-points`): "
             + ", ".join(f"{name} {msd:.3f} mm" for name, msd in sorted(models.items(), key=lambda kv: kv[1]))
             + ".")
 
