@@ -287,6 +287,11 @@ def occupancy_loss(logits: torch.Tensor, occ: torch.Tensor, weight: torch.Tensor
     return (bce * weight).sum() / (weight.sum() * bce.shape[1])
 
 
+def _is_refit(config: dict) -> bool:
+    """Whether a run's ``config`` trained on the validation patients too (:attr:`PointConfig.train_on`)."""
+    return config.get("train_on", "train") != "train"
+
+
 def _joined(a: PointSlabs, b: PointSlabs) -> PointSlabs:
     """The slabs of ``a`` and ``b`` together (training slabs: no reference clouds)."""
     return PointSlabs(np.concatenate([a.clean, b.clean]), np.concatenate([a.noise, b.noise]),
@@ -669,7 +674,7 @@ def _contour_models_msd(data: PointSlabs, dose: float, sampler: dict, pool, log)
     for name, kinds in POINT_MODELS.items():
         if "contour" not in name or not all((JOINT_WEIGHTS_DIR / f"{k}_seed0.pt").exists() for k in kinds):
             continue
-        refit = [k for k in kinds if runs.get(f"{k}_seed0.pt", {}).get("config", {}).get("train_on", "train") != "train"]
+        refit = [k for k in kinds if _is_refit(runs.get(f"{k}_seed0.pt", {}).get("config", {}))]
         if refit:
             log(f"  {name}: not scored ({', '.join(refit)} trained on the validation patients too)")
             continue
@@ -706,13 +711,13 @@ def tune_sampler(*, dose: float = 0.25, cache_dir="runs/cache", out_dir="runs/po
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from ..joint import JOINT_WEIGHTS_DIR, load_point_model
+    from ..joint import JOINT_WEIGHTS_DIR, load_point_model, point_model_card
 
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"processes must be a whole number of at least 1, got {processes!r}")
     model = "contour"
-    trained = json.loads((JOINT_WEIGHTS_DIR / "card.json").read_text()).get("contour_training", {})
-    if trained.get("runs", {}).get(f"{model}_seed0.pt", {}).get("config", {}).get("train_on", "train") != "train":
+    trained = point_model_card().get("contour_training", {})
+    if _is_refit(trained.get("runs", {}).get(f"{model}_seed0.pt", {}).get("config", {})):
         raise ValueError("the shipped contour network was trained on the validation patients too: its sampler "
                          "cannot be chosen on them (it keeps the one chosen for its recipe's run)")
 
@@ -783,7 +788,7 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
     with their training, in the point models' card."""
     import hashlib
 
-    from ..joint import JOINT_WEIGHTS_DIR
+    from ..joint import JOINT_WEIGHTS_DIR, POINT_MODELS
 
     root = Path(out_root)
     card_file = JOINT_WEIGHTS_DIR / "card.json"
@@ -792,7 +797,7 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
     contour_summary = root / "contour" / "summary.json"
     if (root / "contour" / "best.pt").exists() and contour_summary.exists():  # checked before anything is written
         config = json.loads(contour_summary.read_text())["config"]
-        if config.get("train_on", "train") != "train":
+        if _is_refit(config):
             _check_refit_sampler(card, config)
     for kind in CONTOUR_ARCHITECTURES:
         best = root / kind / "best.pt"
@@ -820,22 +825,20 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
         # val_slabs: runs from before it was recorded have none
         entry = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history", "train_slabs",
                                          "train_series", "val_series", "config", "val_slabs") if k in summary}
-        if summary["config"].get("train_on", "train") != "train":
+        if _is_refit(summary["config"]):
             # a refit has no validation curve of its own: its recipe's run on the training patients has,
             # where that is the run this one replaces
             prev = runs["runs"].get(fname, {})
-            if prev.get("config", {}).get("train_on", "train") != "train":
+            if _is_refit(prev.get("config", {})):
                 prev = prev.get("recipe_run", {})
             if prev and _recipe(prev["config"], kind) == _recipe(summary["config"], kind):
                 entry["recipe_run"] = prev
         runs["runs"][fname] = entry
         scored = card.get("contour_sampler", {}).get("models_validation_msd_mm", {})
         if "recipe_run" not in entry:  # another network than the one scored: its models' figures go
-            from ..joint import POINT_MODELS
-
             for name in [name for name in scored if kind in POINT_MODELS.get(name, ())]:
                 del scored[name]
-        if kind == "contour" and summary["config"].get("train_on", "train") != "train":
+        if kind == "contour" and _is_refit(summary["config"]):
             # a refit on the validation patients cannot be tuned on them: it is drawn as its recipe's run was
             if "contour_sampler" in card:
                 card["contour_sampler"]["refit"] = ("chosen for the same recipe trained on the training patients "
@@ -843,8 +846,6 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
                                                     "validation patients")
         elif kind == "contour" and card.pop("contour_sampler", None) is not None:
             print("the contour network changed: its sampler is chosen again by jointrecon tune-points")
-    from ..joint import POINT_MODELS
-
     for name, kinds in POINT_MODELS.items():
         if all(f"{k}_seed0.pt" in card["files"] for k in kinds):
             card["models"][name] = list(kinds)

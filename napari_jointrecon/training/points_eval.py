@@ -143,10 +143,10 @@ def _validation_text() -> str:
 def _training_text() -> str:
     """What the shipped contour networks were trained on, where it is more than the training patients."""
     from ..joint import point_model_card
+    from .points import _is_refit
 
     runs = point_model_card().get("contour_training", {}).get("runs", {})
-    refits = sorted(name.removesuffix("_seed0.pt") for name, run in runs.items()
-                    if run.get("config", {}).get("train_on", "train") != "train")
+    refits = sorted(name.removesuffix("_seed0.pt") for name, run in runs.items() if _is_refit(run.get("config", {})))
     if not refits:
         return ""
     return (f" Refit on the training and the validation patients (their recipe, and the sampler, chosen on "
