@@ -319,10 +319,10 @@ def _cmd_train_contour(args) -> int:
 
     config = PointConfig(steps=args.steps, width=args.width, augment=args.augment, spacing_input=args.spacing_input,
                          crop=args.crop, batch=args.batch, outline=args.outline, train_on=args.train_on,
-                         regressor_input=args.regressor_input)
+                         regressor_input=args.regressor_input, seed=args.seed)
     train_contour_all(args.out, kinds=tuple(args.kinds), config=config, cache_dir=args.cache)
     if not args.no_export:
-        print(f"exported {export_contour(args.out)}")
+        print(f"exported {export_contour(args.out, kinds=tuple(args.kinds))}")
     return 0
 
 
@@ -629,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regressor-input", choices=["full_dose", "denoised"], default="full_dose",
                    help="what the sequential regressor reads in training: full-dose slices (the design's "
                         "baseline), or its denoiser's output of low-dose slices, as it reads in the product")
+    p.add_argument("--seed", type=int, default=0, help="the run's random seed (initial weights, crops, noise)")
     p.add_argument("--no-export", action="store_true")
     p.set_defaults(func=_cmd_train_contour)
 

@@ -1362,13 +1362,21 @@ def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
     (committed / "contour.pt").rename(committed / "contour_narrow.pt")
     tp.train_contour_all(tmp_path / "variant", kinds=("contour",), config=cfg)
     assert "resumed contour at step 2" in (tmp_path / "variant" / "contour" / "train.log").read_text()
+    # a run of another seed is neither resumed from a committed checkpoint nor skipped as done
+    from dataclasses import replace
+
+    tp.train_contour_all(tmp_path / "seed1", kinds=("contour",), config=replace(cfg, seed=1))
+    assert "resumed" not in (tmp_path / "seed1" / "contour" / "train.log").read_text()
+    assert torch.load(tmp_path / "seed1" / "contour" / "checkpoint.pt", weights_only=False)["config"]["seed"] == 1
+    with pytest.raises(ValueError, match="seed 0, not 1: train into another folder"):
+        tp.train_contour_all(tmp_path / "same", kinds=("contour",), config=replace(cfg, seed=1))
     # the command's options reach the run's configuration
     seen = {}
     monkeypatch.setattr(tp, "train_contour_all", lambda out, **kw: seen.update(kw))
     assert cli_main(["train-contour", "--out", str(tmp_path / "cli"), "--kinds", "contour", "--crop", "192",
                      "--batch", "4", "--width", "8", "--outline", "slice", "--train-on", "train+val",
-                     "--regressor-input", "denoised", "--no-export"]) == 0
-    assert (seen["config"].crop, seen["config"].batch, seen["config"].width) == (192, 4, 8)
+                     "--regressor-input", "denoised", "--seed", "2", "--no-export"]) == 0
+    assert (seen["config"].crop, seen["config"].batch, seen["config"].width, seen["config"].seed) == (192, 4, 8, 2)
     assert (seen["config"].outline, seen["config"].train_on) == ("slice", "train+val")
     assert seen["config"].regressor_input == "denoised"
 
@@ -1533,3 +1541,38 @@ def test_held_out_point_table_and_the_distances_the_cli_prints():
     held = heldout_point_distances({"results": {"heldout": {"groups": results}}})
     assert held["contour"] == pytest.approx(1.6) and held["extrusion"] == pytest.approx(2.0)
     assert "input" not in held
+
+
+def test_a_run_of_another_seed_is_exported_beside_seed_0_and_changes_no_point_model(tmp_path, monkeypatch):
+    import shutil
+    from dataclasses import replace
+
+    from napari_jointrecon import joint
+    from napari_jointrecon.training import points as tp
+
+    train, val_all = _tiny_slabs(2), _tiny_slabs(2)
+    monkeypatch.setattr(tp, "build_point_slabs", lambda split, **kw: {"train": train, "val_all": val_all}[split])
+    cfg = tp.PointConfig(steps=2, batch=2, crop=64, width=8, outline="slice", train_on="train+val", seed=1)
+    weights = tmp_path / "joint"
+    weights.mkdir()
+    for name in ("card.json", "seq_contour_regressor_seed0.pt"):
+        shutil.copyfile(joint.JOINT_WEIGHTS_DIR / name, weights / name)
+    monkeypatch.setattr(joint, "JOINT_WEIGHTS_DIR", weights)
+    before = json.loads((weights / "card.json").read_text())
+    shipped = (weights / "seq_contour_regressor_seed0.pt").read_bytes()
+    tp.train_points("seq_contour_regressor", tmp_path / "s1" / "seq_contour_regressor", config=cfg)
+    # a contour run in the same folder is not exported when only the regressor is asked for
+    shutil.copytree(tmp_path / "s1" / "seq_contour_regressor", tmp_path / "s1" / "contour")
+    tp.export_contour(tmp_path / "s1", kinds=("seq_contour_regressor",))
+    card = json.loads((weights / "card.json").read_text())
+    runs = card["contour_training"]["runs"]
+    assert runs["seq_contour_regressor_seed1.pt"]["config"]["seed"] == 1
+    exported = weights / "seq_contour_regressor_seed1.pt"
+    assert card["files"][exported.name]["bytes"] == exported.stat().st_size
+    assert not (weights / "contour_seed1.pt").exists() and not (weights / "contour_seed0.pt").exists()
+    # the shipped seed 0, the models, their sampler and validation figures stay as they were
+    assert (weights / "seq_contour_regressor_seed0.pt").read_bytes() == shipped
+    seed0 = "seq_contour_regressor_seed0.pt"
+    assert runs[seed0] == before["contour_training"]["runs"][seed0]
+    assert card["contour_sampler"] == before["contour_sampler"] and card["models"] == before["models"]
+    assert card["contour_training"]["seeds"] == [0, 1]

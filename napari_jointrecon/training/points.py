@@ -606,6 +606,9 @@ def train_contour_all(out_root: str | Path = "runs/points", *, kinds=("contour",
                 raise ValueError(f"{out} holds a {kind} run trained with "
                                  f"{_architecture(done.get('config', {}), kind)}, not "
                                  f"{_architecture(asdict(cfg), kind)}: train into another folder")
+            if done.get("config", {}).get("seed", 0) != cfg.seed:
+                raise ValueError(f"{out} holds a {kind} run of seed {done['config'].get('seed', 0)}, not "
+                                 f"{cfg.seed}: train into another folder")
             if done["steps_done"] >= cfg.steps:
                 continue
         # a committed run of this architecture: checkpoints/KIND.pt, or KIND_VARIANT.pt for another
@@ -613,13 +616,14 @@ def train_contour_all(out_root: str | Path = "runs/points", *, kinds=("contour",
                      if p.stem == kind or p.stem.startswith(f"{kind}_")]
         if not (out / "checkpoint.pt").exists() and committed:
             configs = {p: torch.load(p, map_location="cpu", weights_only=False).get("config", {}) for p in committed}
-            same = [p for p, config in configs.items() if _same_architecture(config, cfg, kind)]
+            same = [p for p, config in configs.items()
+                    if _same_architecture(config, cfg, kind) and config.get("seed", 0) == cfg.seed]
             if same:
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(same[0], out / "checkpoint.pt")
             else:
-                print(f"no committed {kind} run was trained with {_architecture(asdict(cfg), kind)} "
-                      f"({', '.join(p.name for p in committed)} differ): {kind} starts afresh")
+                print(f"no committed {kind} run was trained with {_architecture(asdict(cfg), kind)} and seed "
+                      f"{cfg.seed} ({', '.join(p.name for p in committed)} differ): {kind} starts afresh")
         train_points(kind, out, config=cfg, cache_dir=cache_dir,
                      denoiser=root / "seq_contour_denoiser" / "best.pt" if kind == "seq_contour_regressor" else None)
 
@@ -783,9 +787,10 @@ def _recipe(config: dict, kind: str = "contour") -> dict:
     return recipe
 
 
-def export_contour(out_root: str | Path = "runs/points") -> Path:
-    """Copy the best weights of each trained contour kind into the package (seed 0) and record them,
-    with their training, in the point models' card."""
+def export_contour(out_root: str | Path = "runs/points", kinds=None) -> Path:
+    """Copy the best weights of each trained contour kind (of ``kinds``, default all) into the package
+    as ``KIND_seedSEED.pt``, the run's seed, and record them, with their training, in the point models'
+    card. The point models use seed 0; a run of another seed is exported beside it, for comparison."""
     import hashlib
 
     from ..joint import JOINT_WEIGHTS_DIR, POINT_MODELS
@@ -795,17 +800,20 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
     card = json.loads(card_file.read_text())
     runs = card.setdefault("contour_training", {"runs": {}})
     contour_summary = root / "contour" / "summary.json"
-    if (root / "contour" / "best.pt").exists() and contour_summary.exists():  # checked before anything is written
+    exported = tuple(CONTOUR_ARCHITECTURES) if kinds is None else tuple(kinds)
+    if "contour" in exported and (root / "contour" / "best.pt").exists() and contour_summary.exists():
+        # checked before anything is written
         config = json.loads(contour_summary.read_text())["config"]
         if _is_refit(config):
             _check_refit_sampler(card, config)
-    for kind in CONTOUR_ARCHITECTURES:
+    for kind in exported:
         best = root / kind / "best.pt"
         if not (best.exists() and (root / kind / "summary.json").exists()):  # not trained, or still training
             continue
         summary = json.loads((root / kind / "summary.json").read_text())
         state = torch.load(best, map_location="cpu", weights_only=True)
-        fname = f"{kind}_seed0.pt"
+        seed = int(summary["config"].get("seed", 0))
+        fname = f"{kind}_seed{seed}.pt"
         target = JOINT_WEIGHTS_DIR / fname
         tmp = target.with_suffix(".tmp")
         torch.save({k: v.contiguous() for k, v in state.items()}, tmp)
@@ -835,6 +843,8 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
                 entry["recipe_run"] = prev
         runs["runs"][fname] = entry
         scored = card.get("contour_sampler", {}).get("models_validation_msd_mm", {})
+        if seed:  # used by no point model: neither their validation figures nor the sampler change
+            continue
         if "recipe_run" not in entry:  # another network than the one scored: its models' figures go
             for name in [name for name in scored if kind in POINT_MODELS.get(name, ())]:
                 del scored[name]
@@ -846,9 +856,9 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
                                                     "validation patients")
         elif kind == "contour" and card.pop("contour_sampler", None) is not None:
             print("the contour network changed: its sampler is chosen again by jointrecon tune-points")
-    for name, kinds in POINT_MODELS.items():
-        if all(f"{k}_seed0.pt" in card["files"] for k in kinds):
-            card["models"][name] = list(kinds)
+    for name, model_kinds in POINT_MODELS.items():
+        if all(f"{k}_seed0.pt" in card["files"] for k in model_kinds):
+            card["models"][name] = list(model_kinds)
     runs["data"] = ("chest and abdomen series of the patient split (training/points.py): every slab centre of "
                     "the training patients' series (chest-ct-dicom without centres 55-85), read at 256 x 256 "
                     "(2x area averaging), occupancy targets at 512 x 512, doses 10/25/50/70 % (one in five uniform "
@@ -863,6 +873,6 @@ def export_contour(out_root: str | Path = "runs/points") -> Path:
                     "and the validation patients (every slab centre of their series), not validated, kept at its "
                     "last step; a sequential regressor whose config has `regressor_input` denoised trained on its "
                     "denoiser's output of the low-dose slices, not on the full-dose ones")
-    runs["seeds"] = [0]
+    runs["seeds"] = sorted({int(run.get("config", {}).get("seed", 0)) for run in runs["runs"].values()})
     card_file.write_text(json.dumps(card, indent=2) + "\n")
     return card_file
