@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "napari_jointrecon"
 WEIGHTS = PACKAGE / "models" / "weights"
 #: Training seeds 1 and 2 of the point models stay in the repository (pyproject.toml says why).
-REPO_ONLY_WEIGHTS = re.compile(r"models/weights/joint/.*_seed[12]\.pt$")
+REPO_ONLY_WEIGHTS = re.compile(r"models/weights/joint/.*_seed[1-9][0-9]*\.pt$")
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 
 pytestmark = pytest.mark.slow

@@ -1370,6 +1370,8 @@ def test_a_run_resumes_only_with_its_own_architecture(tmp_path, monkeypatch):
     assert torch.load(tmp_path / "seed1" / "contour" / "checkpoint.pt", weights_only=False)["config"]["seed"] == 1
     with pytest.raises(ValueError, match="seed 0, not 1: train into another folder"):
         tp.train_contour_all(tmp_path / "same", kinds=("contour",), config=replace(cfg, seed=1))
+    with pytest.raises(ValueError, match="a run of seed 0, not 1"):  # nor resumed where it stopped
+        tp.train_points("contour", tmp_path / "run", config=replace(cfg, steps=4, seed=1))
     # the command's options reach the run's configuration
     seen = {}
     monkeypatch.setattr(tp, "train_contour_all", lambda out, **kw: seen.update(kw))
@@ -1575,4 +1577,10 @@ def test_a_run_of_another_seed_is_exported_beside_seed_0_and_changes_no_point_mo
     seed0 = "seq_contour_regressor_seed0.pt"
     assert runs[seed0] == before["contour_training"]["runs"][seed0]
     assert card["contour_sampler"] == before["contour_sampler"] and card["models"] == before["models"]
+    assert card["kinds"] == before["kinds"]  # seed 0 is built as before (the seed-1 run was narrower)
     assert card["contour_training"]["seeds"] == [0, 1]
+    # a joint network's refit of seed 1 is drawn by no model: it needs no sampler chosen for its recipe
+    tp.export_contour(tmp_path / "s1", kinds=("contour",))
+    card = json.loads((weights / "card.json").read_text())
+    assert "contour_seed1.pt" in card["files"] and not (weights / "contour_seed0.pt").exists()
+    assert card["contour_sampler"] == before["contour_sampler"] and card["kinds"] == before["kinds"]

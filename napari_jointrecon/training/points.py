@@ -493,6 +493,10 @@ def train_points(kind: str, out_dir: str | Path, *, config: PointConfig | None =
         if not _same_architecture(saved.get("config", {}), cfg, kind):
             raise ValueError(f"{ck} was trained with {_architecture(saved.get('config', {}), kind)}, not "
                              f"{_architecture(asdict(cfg), kind)}: resume it with its own, or train into another folder")
+        saved_seed = saved.get("config", {}).get("seed", 0)
+        if saved_seed != cfg.seed:
+            raise ValueError(f"{ck} is a run of seed {saved_seed}, not {cfg.seed}: resume it with its own, or train "
+                             "into another folder")
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         state = saved["state"]
@@ -606,9 +610,10 @@ def train_contour_all(out_root: str | Path = "runs/points", *, kinds=("contour",
                 raise ValueError(f"{out} holds a {kind} run trained with "
                                  f"{_architecture(done.get('config', {}), kind)}, not "
                                  f"{_architecture(asdict(cfg), kind)}: train into another folder")
-            if done.get("config", {}).get("seed", 0) != cfg.seed:
-                raise ValueError(f"{out} holds a {kind} run of seed {done['config'].get('seed', 0)}, not "
-                                 f"{cfg.seed}: train into another folder")
+            done_seed = done.get("config", {}).get("seed", 0)
+            if done_seed != cfg.seed:
+                raise ValueError(f"{out} holds a {kind} run of seed {done_seed}, not {cfg.seed}: train into another "
+                                 "folder")
             if done["steps_done"] >= cfg.steps:
                 continue
         # a committed run of this architecture: checkpoints/KIND.pt, or KIND_VARIANT.pt for another
@@ -802,9 +807,9 @@ def export_contour(out_root: str | Path = "runs/points", kinds=None) -> Path:
     contour_summary = root / "contour" / "summary.json"
     exported = tuple(CONTOUR_ARCHITECTURES) if kinds is None else tuple(kinds)
     if "contour" in exported and (root / "contour" / "best.pt").exists() and contour_summary.exists():
-        # checked before anything is written
+        # checked before anything is written; a run of another seed is drawn by no model
         config = json.loads(contour_summary.read_text())["config"]
-        if _is_refit(config):
+        if _is_refit(config) and not config.get("seed", 0):
             _check_refit_sampler(card, config)
     for kind in exported:
         best = root / kind / "best.pt"
@@ -820,16 +825,6 @@ def export_contour(out_root: str | Path = "runs/points", kinds=None) -> Path:
         tmp.replace(target)
         data = target.read_bytes()
         card["files"][fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        width = int(summary["config"].get("width", 16))
-        widths = "/".join(str(k * width) for k in (1, 2, 3, 4))
-        card["kinds"][kind] = {"architecture": CONTOUR_ARCHITECTURES[kind].format(widths=widths),
-                               "parameters": summary["parameters"], "width": width}
-        if kind == "seq_contour_regressor" and summary["config"].get("regressor_input") == "denoised":
-            card["kinds"][kind]["architecture"] = card["kinds"][kind]["architecture"].replace(
-                "on full-dose slices", "on the sequential denoiser's output of low-dose slices")
-        if summary["config"].get("spacing_input") and kind in SURFACE_KINDS:
-            card["kinds"][kind]["spacing_input"] = True
-            card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
         # val_slabs: runs from before it was recorded have none
         entry = {k: summary[k] for k in ("steps_done", "best_step", "wall_time_s", "history", "train_slabs",
                                          "train_series", "val_series", "config", "val_slabs") if k in summary}
@@ -843,8 +838,18 @@ def export_contour(out_root: str | Path = "runs/points", kinds=None) -> Path:
                 entry["recipe_run"] = prev
         runs["runs"][fname] = entry
         scored = card.get("contour_sampler", {}).get("models_validation_msd_mm", {})
-        if seed:  # used by no point model: neither their validation figures nor the sampler change
+        if seed:  # used by no point model: how they are built, their validation figures and sampler stay
             continue
+        width = int(summary["config"].get("width", 16))
+        widths = "/".join(str(k * width) for k in (1, 2, 3, 4))
+        card["kinds"][kind] = {"architecture": CONTOUR_ARCHITECTURES[kind].format(widths=widths),
+                               "parameters": summary["parameters"], "width": width}
+        if kind == "seq_contour_regressor" and summary["config"].get("regressor_input") == "denoised":
+            card["kinds"][kind]["architecture"] = card["kinds"][kind]["architecture"].replace(
+                "on full-dose slices", "on the sequential denoiser's output of low-dose slices")
+        if summary["config"].get("spacing_input") and kind in SURFACE_KINDS:
+            card["kinds"][kind]["spacing_input"] = True
+            card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
         if "recipe_run" not in entry:  # another network than the one scored: its models' figures go
             for name in [name for name in scored if kind in POINT_MODELS.get(name, ())]:
                 del scored[name]

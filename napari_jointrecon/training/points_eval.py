@@ -146,8 +146,8 @@ def _training_text() -> str:
     from .points import _is_refit
 
     runs = point_model_card().get("contour_training", {}).get("runs", {})
-    refits = sorted(name.removesuffix(".pt").removesuffix("_seed0") for name, run in runs.items()
-                    if _is_refit(run.get("config", {})))
+    refits = sorted(name.removesuffix("_seed0.pt") for name, run in runs.items()  # the shipped networks: seed 0
+                    if name.endswith("_seed0.pt") and _is_refit(run.get("config", {})))
     if not refits:
         return ""
     return (f" Refit on the training and the validation patients (their recipe, and the sampler, chosen on "
