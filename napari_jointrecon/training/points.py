@@ -837,7 +837,6 @@ def export_contour(out_root: str | Path = "runs/points", kinds=None) -> Path:
             if prev and _recipe(prev["config"], kind) == _recipe(summary["config"], kind):
                 entry["recipe_run"] = prev
         runs["runs"][fname] = entry
-        scored = card.get("contour_sampler", {}).get("models_validation_msd_mm", {})
         if seed:  # used by no point model: how they are built, their validation figures and sampler stay
             continue
         width = int(summary["config"].get("width", 16))
@@ -851,6 +850,7 @@ def export_contour(out_root: str | Path = "runs/points", kinds=None) -> Path:
             card["kinds"][kind]["spacing_input"] = True
             card["kinds"][kind]["architecture"] += "; the series' slice spacing as a further input channel"
         if "recipe_run" not in entry:  # another network than the one scored: its models' figures go
+            scored = card.get("contour_sampler", {}).get("models_validation_msd_mm", {})
             for name in [name for name in scored if kind in POINT_MODELS.get(name, ())]:
                 del scored[name]
         if kind == "contour" and _is_refit(summary["config"]):
